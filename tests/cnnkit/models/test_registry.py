@@ -1,0 +1,60 @@
+"""The registry: names, option checking and the errors of ``cnnkit.models.build``."""
+
+import numpy as np
+import pytest
+
+from cnnkit import models
+from cnnkit.errors import InputError
+from cnnkit.models.blocks import downsampling_plan
+
+
+def test_names_lists_every_architecture():
+    assert {"lecture"} <= set(models.names())
+    assert models.names() == sorted(models.names())
+
+
+def test_unknown_name_lists_valid_names():
+    with pytest.raises(InputError, match=r"'nope': unknown; expected one of: .*lecture"):
+        models.build("nope", (28, 28, 1), 10)
+
+
+@pytest.mark.parametrize("shape", [(28, 28), (28, 28, 1, 1), (0, 28, 1), (28, -3, 1), (28, 28, 0), (28.0, 28, 1), None])
+def test_impossible_shape_is_named(shape):
+    with pytest.raises(InputError, match=r"input_shape .*expected \(height, width, channels\)"):
+        models.build("lecture", shape, 10)
+
+
+@pytest.mark.parametrize("num_classes", [0, -1, 2.5, True])
+def test_class_count_below_one_is_rejected(num_classes):
+    with pytest.raises(InputError, match="num_classes"):
+        models.build("lecture", (8, 8, 1), num_classes)
+
+
+def test_unknown_option_and_conv_are_rejected():
+    with pytest.raises(InputError, match=r"unknown option\(s\) colour; expected some of: .*dropout"):
+        models.build("lecture", (8, 8, 1), 10, colour="red")
+    with pytest.raises(InputError, match="conv 'torch': unknown; expected one of: keras, handgrad"):
+        models.build("lecture", (8, 8, 1), 10, conv="torch")
+    with pytest.raises(InputError, match=r"dropout=1\.5"):
+        models.build("lecture", (8, 8, 1), 10, dropout=1.5)
+
+
+@pytest.mark.parametrize(
+    ("sides", "steps", "plan"),
+    [
+        ((224, 224), 5, (2, 2, 2, 2, 2)),  # ImageNet: untouched, final map 7x7
+        ((32, 32), 5, (1, 2, 2, 2, 2)),  # CIFAR: the stem halving goes, final 2x2
+        ((8, 8), 5, (1, 1, 1, 2, 2)),  # sklearn digits: final 2x2
+        ((98, 40), 5, (2, 2, 2, 2, 2)),  # 40-band spectrogram: ceil(40/32) = 2
+        ((1, 1), 2, (1, 1)),  # nothing can be halved
+    ],
+)
+def test_downsampling_plan_drops_the_earliest_halvings(sides, steps, plan):
+    assert downsampling_plan(sides, steps) == plan
+
+
+def test_small_input_adaptation_shows_in_the_model_name():
+    assert models.build("lecture", (28, 28, 1), 10).name == "lecture"
+    model = models.build("lecture", (2, 2, 1), 10)
+    assert model.name == "lecture_small_input_0of2_downsamples"
+    assert model(np.zeros((1, 2, 2, 1), "float32")).shape == (1, 10)
