@@ -1,0 +1,263 @@
+"""Devices, numeric precision and tf.distribute strategies for every training command.
+
+Call :func:`setup_compute` once, first thing in a training process, before any
+other TensorFlow call: hiding GPUs and splitting the CPU into logical devices
+are only possible before TensorFlow initialises its devices. Then build and
+compile the model inside ``strategy.scope()`` and feed ``model.fit`` a tf.data
+pipeline batched with :func:`global_batch_size` and passed through
+:func:`shard_by_data`::
+
+    strategy = setup_compute(device="auto", strategy="auto", mixed_precision=True)
+    with strategy.scope():
+        model = models.build(...)
+        model.compile(..., jit_compile=jit)
+    train = shard_by_data(train.batch(global_batch_size(64, strategy)))
+    model.fit(train, ...)
+
+Keras splits every global batch into one slice per replica and averages the
+gradients across replicas (synchronous data parallelism, Goyal et al. 2017,
+"Accurate, Large Minibatch SGD"), so with N replicas a step sees N times the
+examples of a one-device step with the same per-replica batch.
+
+Mixed precision (Micikevicius et al. 2018, "Mixed Precision Training") keeps
+variables in float32 and computes in float16 on GPU or bfloat16 on CPU. Under
+the ``mixed_float16`` policy Keras 3's ``Model.compile`` wraps the optimizer in
+a ``LossScaleOptimizer`` itself (dynamic loss scaling, so small float16
+gradients do not flush to zero); bfloat16 has float32's exponent range and
+needs no loss scaling. Model outputs stay float32 because every cnnkit
+classifier ends in a float32 softmax.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import keras
+import tensorflow as tf
+
+from cnnkit.errors import InputError
+
+__all__ = [
+    "DEVICES",
+    "STRATEGIES",
+    "setup_compute",
+    "is_chief",
+    "global_batch_size",
+    "shard_by_data",
+]
+
+DEVICES = ("auto", "cpu", "gpu")
+STRATEGIES = ("auto", "one", "mirrored", "multiworker")
+
+log = logging.getLogger(__name__)
+
+
+def setup_compute(
+    device: str = "auto",
+    strategy: str = "auto",
+    mixed_precision: bool = False,
+    logical_cpus: int | None = None,
+) -> tf.distribute.Strategy:
+    """Pick the devices, the precision policy and the distribution strategy of a run.
+
+    Args:
+        device: ``"auto"`` uses the GPUs TensorFlow sees, else the CPU;
+            ``"cpu"`` hides every GPU; ``"gpu"`` requires at least one.
+        strategy: ``"one"`` trains on one device (the first GPU, else the CPU);
+            ``"mirrored"`` replicates the model over every visible GPU, or over
+            the logical CPU devices when there is no GPU; ``"multiworker"``
+            replicates over several processes or machines described by the
+            ``TF_CONFIG`` environment variable; ``"auto"`` is ``"mirrored"``
+            when there is more than one GPU (or, without GPUs, more than one
+            logical CPU device) and ``"one"`` otherwise.
+        mixed_precision: compute in ``mixed_float16`` on GPU or
+            ``mixed_bfloat16`` on CPU, keeping variables in float32. ``False``
+            resets the global Keras policy to ``float32``.
+        logical_cpus: split the physical CPU into this many logical devices so
+            that ``"mirrored"`` can run several replicas on a CPU-only machine
+            (tests, CPU boxes). ``None`` leaves one CPU device.
+
+    Returns:
+        The strategy; build and compile the model inside ``strategy.scope()``.
+
+    Raises:
+        InputError: an unknown ``device``/``strategy``, ``device="gpu"`` without
+            a GPU, ``logical_cpus < 1``, or a missing or malformed ``TF_CONFIG``
+            for ``"multiworker"``.
+        RuntimeError: TensorFlow already initialised its devices in this
+            process, so GPUs can no longer be hidden or the CPU split; call
+            ``setup_compute`` before any other TensorFlow op, or run in a
+            fresh process.
+    """
+    _check_choice("--device", device, DEVICES)
+    _check_choice("--strategy", strategy, STRATEGIES)
+    if logical_cpus is not None and logical_cpus < 1:
+        raise InputError(f"--logical-cpus {logical_cpus}: expected a positive number of logical CPU devices")
+    cluster = _read_tf_config() if strategy == "multiworker" else None
+
+    gpus = _select_gpus(device)
+    if logical_cpus is not None:
+        _split_cpu(logical_cpus)
+
+    precision = "float32"
+    if mixed_precision:
+        precision = "mixed_float16" if gpus else "mixed_bfloat16"
+    keras.mixed_precision.set_global_policy(precision)
+
+    if strategy == "multiworker":
+        chosen = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        chosen = _local_strategy(strategy, gpus)
+    log.info(
+        "compute: %d GPU(s) %s, %d logical CPU device(s); strategy %s with %d replica(s)%s; precision %s",
+        len(gpus),
+        [gpu.name for gpu in gpus],
+        len(tf.config.list_logical_devices("CPU")),
+        type(chosen).__name__,
+        chosen.num_replicas_in_sync,
+        f" (task {cluster['task']['type']}:{cluster['task']['index']})" if cluster else "",
+        precision,
+    )
+    return chosen
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run's artefacts.
+
+    Single-process strategies always are. Under ``MultiWorkerMirroredStrategy``
+    the chief is the ``chief`` task, or worker 0 when the cluster has no
+    ``chief`` entry (TensorFlow's convention).
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def global_batch_size(per_replica_batch: int, strategy: tf.distribute.Strategy) -> int:
+    """The batch to give tf.data: ``per_replica_batch`` times the number of replicas.
+
+    Keras splits each global batch evenly over the replicas, so every replica
+    keeps the per-replica batch the user asked for (and the same memory use)
+    whatever the number of devices.
+    """
+    return per_replica_batch * strategy.num_replicas_in_sync
+
+
+def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Shard a dataset across workers by element rather than by input file.
+
+    tf.distribute's default ``AutoShardPolicy.AUTO`` tries to give each worker
+    its own input files and, for in-memory data (``from_tensor_slices``, all of
+    cnnkit's sources after decoding), falls back to element sharding with a
+    warning. ``DATA`` states the intent: each worker reads the whole pipeline
+    and keeps every N-th element. Workers must therefore see the same order,
+    so shuffle with a fixed seed. On one machine the policy changes nothing.
+
+    Args:
+        dataset: the batched training or validation pipeline.
+
+    Returns:
+        The same pipeline with the ``DATA`` auto-shard policy set.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise InputError(f"{option} {value!r}: unknown; expected one of: {', '.join(choices)}")
+
+
+def _select_gpus(device: str) -> list:
+    """Hide or require GPUs as ``device`` says; returns the GPUs the run will use."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if device == "gpu" and not gpus:
+        raise InputError(
+            "--device gpu: TensorFlow sees no GPU; install the CUDA build with "
+            "pip install -e '.[gpu]' and check nvidia-smi, or use --device cpu"
+        )
+    if device == "cpu" and gpus:
+        try:
+            tf.config.set_visible_devices([], "GPU")
+        except RuntimeError as error:
+            raise _already_initialised("--device cpu") from error
+        return []
+    for gpu in gpus:
+        # Grow GPU memory on demand so that several runs (or a run and a
+        # notebook) can share one card instead of the first grabbing it all.
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass  # already initialised: the earlier setting stands and is harmless
+    return gpus
+
+
+def _split_cpu(count: int) -> None:
+    """Split the first physical CPU into ``count`` logical devices (idempotent)."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    current = tf.config.get_logical_device_configuration(cpu)
+    if current is not None and len(current) == count:
+        return
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError as error:
+        raise _already_initialised(f"--logical-cpus {count}") from error
+
+
+def _already_initialised(option: str) -> RuntimeError:
+    found = len(tf.config.list_logical_devices("CPU"))
+    return RuntimeError(
+        f"{option}: TensorFlow has already initialised its devices in this process "
+        f"({found} logical CPU device(s)); call cnnkit.distribute.setup_compute before "
+        "any other TensorFlow operation, or run in a fresh process"
+    )
+
+
+def _local_strategy(strategy: str, gpus: list) -> tf.distribute.Strategy:
+    """One-device or mirrored strategy over the devices of this process."""
+    if gpus:
+        devices = [f"/gpu:{index}" for index in range(len(gpus))]
+    else:
+        devices = [device.name for device in tf.config.list_logical_devices("CPU")]
+    if strategy == "auto":
+        strategy = "mirrored" if len(devices) > 1 else "one"
+    if strategy == "one":
+        return tf.distribute.OneDeviceStrategy(devices[0])
+    return tf.distribute.MirroredStrategy(devices)
+
+
+def _read_tf_config() -> dict:
+    """Parse and check ``TF_CONFIG`` so that a typo fails with a message, not a hang."""
+    example = (
+        'e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
+    )
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        raise InputError(f"--strategy multiworker: the TF_CONFIG environment variable is not set; expected JSON {example}")
+    try:
+        config = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise InputError(f"--strategy multiworker: TF_CONFIG is not valid JSON ({error}); expected {example}") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    task = config.get("task") if isinstance(config, dict) else None
+    if not isinstance(cluster, dict) or not cluster or not isinstance(task, dict):
+        raise InputError(f"--strategy multiworker: TF_CONFIG needs a 'cluster' and a 'task' object; expected {example}")
+    for role, addresses in cluster.items():
+        if not isinstance(addresses, list) or not all(isinstance(a, str) and ":" in a for a in addresses):
+            raise InputError(
+                f"--strategy multiworker: TF_CONFIG cluster {role!r}: expected a list of 'host:port' strings, got {addresses!r}"
+            )
+    role, index = task.get("type"), task.get("index")
+    if role not in cluster or not isinstance(index, int) or not 0 <= index < len(cluster[role]):
+        raise InputError(
+            f"--strategy multiworker: TF_CONFIG task {task!r} is not in the cluster "
+            f"{ {name: len(addresses) for name, addresses in cluster.items()} }"
+        )
+    return config
