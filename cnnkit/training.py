@@ -1,0 +1,348 @@
+"""Compile and fit a classifier with resume, best-weights saving and an epoch log.
+
+Shared by every training command. The caller builds the model (inside
+``strategy.scope()`` when distributing), then::
+
+    training.compile_classifier(model, optimizer="adam", lr=1e-3, epochs=10,
+                                steps_per_epoch=ceil(n_train / batch), jit=False)
+    result = training.fit(model, train_ds, validation=val_ds, epochs=10, run_dir=run_dir)
+    # model now holds the best weights; result.history has one row per epoch
+    runs.finish(run_dir, metrics)   # metrics.json, then the resume state is dropped
+
+What ``fit`` writes into ``run_dir`` (see :mod:`cnnkit.runs`):
+
+* ``model.keras``: the whole model at the best ``monitor`` value so far;
+* ``history.csv``: one row per completed epoch, rewritten atomically each epoch
+  (``epoch``, Keras' logs such as ``loss``/``accuracy``/``val_loss``, ``lr``,
+  ``train_seconds`` = time in training steps, ``epoch_seconds`` = with validation);
+* ``backup/``: the resume state (weights + optimizer, after N completed epochs);
+* ``logs/``: TensorBoard.
+
+Resume. Keras' ``BackupAndRestore`` writes the weights and the epoch number in
+two separate, non-atomic writes, so a SIGKILL between (or during) them can
+repeat an epoch or leave an unreadable file. :class:`ResumeCheckpoint` keeps
+the same idea but commits the state as one file whose name carries the epoch,
+written under a temporary name and renamed. At each epoch end the callbacks run
+in this order: ``model.keras`` (if improved), ``history.csv``, then the resume
+state. A crash anywhere therefore resumes at the last epoch whose state was
+committed; history rows at or beyond it are dropped and that epoch is run again
+once, so ``history.csv`` holds each epoch exactly once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import re
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cnnkit import runs
+from cnnkit.errors import InputError
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+def learning_rate_schedule(lr: float, total_steps: int, warmup_steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Linear warm-up from 0 to ``lr`` over ``warmup_steps``, then cosine decay to 0.
+
+    Warm-up (Goyal et al. 2017, "Accurate, Large Minibatch SGD") keeps the first
+    steps of Adam/large-batch SGD from blowing up freshly initialised weights;
+    cosine decay (Loshchilov & Hutter 2017, SGDR, without restarts):
+    ``lr_t = lr * 0.5 * (1 + cos(pi * t / T))`` for the ``T`` steps after warm-up.
+    """
+    warmup_steps = min(warmup_steps, max(total_steps - 1, 0))
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup_steps else lr,
+        decay_steps=max(total_steps - warmup_steps, 1),
+        warmup_target=lr if warmup_steps else None,
+        warmup_steps=warmup_steps,
+    )
+
+
+def make_optimizer(name: str, learning_rate) -> keras.optimizers.Optimizer:
+    """``adam`` (Kingma & Ba 2015) or ``sgd`` with Nesterov momentum 0.9.
+
+    Raises:
+        InputError: unknown name.
+    """
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
+    raise InputError(f"--optimizer '{name}': unknown; expected one of: {', '.join(OPTIMIZERS)}")
+
+
+def compile_classifier(
+    model: keras.Model,
+    *,
+    optimizer: str = "adam",
+    lr: float = 1e-3,
+    epochs: int,
+    steps_per_epoch: int,
+    warmup_epochs: float = 1.0,
+    jit: bool = False,
+) -> None:
+    """Compile a model that outputs class probabilities ``(batch, classes)`` for integer labels ``(batch,)``.
+
+    Loss: sparse categorical cross-entropy on probabilities (every cnnkit
+    classifier ends in a float32 softmax). Call inside ``strategy.scope()``
+    when distributing.
+
+    Args:
+        model: the classifier.
+        optimizer: ``"adam"`` or ``"sgd"``.
+        lr: peak learning rate, reached after the warm-up.
+        epochs: planned epochs (the cosine reaches 0 at the end of the last).
+        steps_per_epoch: optimizer steps per epoch (``ceil(n_train / global_batch)``).
+        warmup_epochs: length of the linear warm-up, in epochs (may be fractional).
+        jit: compile the train step with XLA.
+    """
+    total = max(epochs * steps_per_epoch, 1)
+    schedule = learning_rate_schedule(lr, total, round(warmup_epochs * steps_per_epoch))
+    model.compile(
+        optimizer=make_optimizer(optimizer, schedule),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=jit,
+    )
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What :func:`fit` reports.
+
+    Attributes:
+        history: one dict per completed epoch, over every attempt of a resumed run.
+        initial_epoch: the epoch this call started at (0 unless resumed).
+        epochs_run: ``len(history)``.
+        train_seconds: seconds spent in training steps, summed over ``history``.
+        examples_per_second: ``examples_per_epoch * epochs_run / train_seconds``
+            (``None`` when ``examples_per_epoch`` was not given).
+        stopped_early: early stopping (or a NaN loss) ended training before ``epochs``.
+    """
+
+    history: list[dict]
+    initial_epoch: int
+    epochs_run: int
+    train_seconds: float
+    examples_per_second: float | None
+    stopped_early: bool
+
+
+def fit(
+    model: keras.Model,
+    train: tf.data.Dataset,
+    *,
+    epochs: int,
+    run_dir: str | os.PathLike,
+    validation: tf.data.Dataset | None = None,
+    monitor: str | None = None,
+    patience: int | None = None,
+    save_every: int | None = None,
+    verbose: bool = True,
+    write: bool = True,
+    backup_dir: str | os.PathLike | None = None,
+    examples_per_epoch: int | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> FitResult:
+    """Train a compiled model, resuming from ``run_dir/backup`` when an earlier attempt was interrupted.
+
+    On return the model holds the best weights (those saved in ``model.keras``).
+
+    Args:
+        model: a compiled model (:func:`compile_classifier`).
+        train: batches ``(x, y)``; ``x`` e.g. ``(batch, height, width, channels)``, ``y`` ``(batch,)``.
+        epochs: total epochs of the run (a resumed run runs only the rest).
+        run_dir: the run folder made by :func:`cnnkit.runs.start`.
+        validation: batches like ``train``, evaluated after each epoch.
+        monitor: the log entry that picks the best weights and drives early
+            stopping; ``"val_loss"`` with validation data, else ``"loss"``.
+        patience: stop after this many epochs without improvement; ``None`` never stops early.
+        save_every: also save the resume state every N training steps (an
+            interrupted epoch then restarts from its first batch with the
+            weights of the last save); ``None`` saves at epoch ends only.
+        verbose: Keras progress bars.
+        write: ``False`` on non-chief workers: nothing is written to
+            ``run_dir`` except their own resume state in ``backup_dir``.
+        backup_dir: where the resume state lives (default ``run_dir/backup``;
+            non-chief workers of a multi-worker run each need their own).
+        examples_per_epoch: training examples per epoch, for ``examples_per_second``.
+        callbacks: extra Keras callbacks, run before the resume state is saved.
+
+    Returns:
+        A :class:`FitResult`.
+    """
+    run_dir = Path(run_dir)
+    monitor = monitor or ("val_loss" if validation is not None else "loss")
+    mode = "max" if "acc" in monitor else "min"
+    checkpoint = ResumeCheckpoint(backup_dir or run_dir / runs.BACKUP, save_every=save_every)
+    initial_epoch = checkpoint.restore(model)
+    # Rows of epochs whose resume state was never committed are dropped: they run again.
+    history = [r for r in runs.read_csv(run_dir / runs.HISTORY) if r["epoch"] < initial_epoch] if initial_epoch else []
+    log = EpochLog(run_dir / runs.HISTORY, history, write=write)
+    best = BestModel(run_dir / runs.MODEL, monitor, mode, history=history, write=write)
+    stop = [keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience)] if patience else []
+    board = _tensorboard(run_dir / runs.LOGS) if write else []
+    model.fit(
+        train,
+        validation_data=validation,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        verbose=1 if verbose else 0,
+        # Order matters: model.keras and history.csv are committed before the resume state.
+        callbacks=[best, log, keras.callbacks.TerminateOnNaN(), *stop, *board, *callbacks, checkpoint],
+    )
+    if (run_dir / runs.MODEL).is_file():
+        model.load_weights(run_dir / runs.MODEL)
+    seconds = float(sum(r["train_seconds"] for r in log.rows))
+    return FitResult(
+        history=log.rows,
+        initial_epoch=initial_epoch,
+        epochs_run=len(log.rows),
+        train_seconds=seconds,
+        examples_per_second=examples_per_epoch * len(log.rows) / seconds if examples_per_epoch and seconds else None,
+        stopped_early=len(log.rows) < epochs,
+    )
+
+
+def _tensorboard(log_dir: Path) -> list[keras.callbacks.Callback]:
+    """A TensorBoard callback writing to ``log_dir``, or none (with a warning) when tensorboard is not installed.
+
+    TensorFlow 2.21 no longer depends on the ``tensorboard`` package, and
+    ``tf.summary`` cannot write events without it.
+    """
+    if importlib.util.find_spec("tensorboard") is None:
+        warnings.warn(f"TensorBoard logs not written to {log_dir}: the tensorboard package is not installed", stacklevel=3)
+        return []
+    return [keras.callbacks.TensorBoard(log_dir, profile_batch=0, write_graph=False)]
+
+
+class ResumeCheckpoint(keras.callbacks.Callback):
+    """Back up weights and optimizer state so an interrupted ``fit`` resumes where it stopped.
+
+    The same idea as ``keras.callbacks.BackupAndRestore``, but each save is one
+    atomic commit: the state after ``E`` completed epochs (plus ``S`` steps of
+    the next, with ``save_every``) is written as
+    ``epoch-EEEEE-step-SSSSSSS.weights.h5`` under a temporary name and renamed;
+    older states are deleted only afterwards. The newest readable state wins.
+
+    Args:
+        directory: the backup folder.
+        save_every: also save every N training steps; ``None``: epoch ends only.
+    """
+
+    _NAME = re.compile(r"epoch-(\d+)-step-(\d+)\.weights\.h5$")
+
+    def __init__(self, directory: str | os.PathLike, save_every: int | None = None):
+        super().__init__()
+        self.directory = Path(directory)
+        self.save_every = save_every
+        self._epoch = 0
+        self._step = 0
+
+    def restore(self, model: keras.Model) -> int:
+        """Load the newest state into ``model`` (compiled) and return the epoch to start at (0: none)."""
+        for epoch, _step, path in sorted(self._states(), reverse=True):
+            if not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+            try:
+                model.load_weights(path)
+            except (OSError, ValueError):
+                continue  # unreadable (e.g. a disk error): fall back to the previous state
+            return epoch
+        return 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch, self._step = epoch, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
+        if self.save_every and self._step % self.save_every == 0:
+            self._save(self._epoch, self._step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._save(epoch + 1, 0)
+
+    def _save(self, epoch: int, step: int) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"epoch-{epoch:05d}-step-{step:07d}.weights.h5"
+        tmp = runs.temporary_path(path)
+        self.model.save_weights(tmp)
+        os.replace(tmp, path)
+        for *_, old in self._states():
+            if old != path:
+                old.unlink(missing_ok=True)
+
+    def _states(self) -> list[tuple[int, int, Path]]:
+        if not self.directory.is_dir():
+            return []
+        found = (self._NAME.match(p.name) for p in self.directory.iterdir())
+        return [(int(m[1]), int(m[2]), self.directory / m[0]) for m in found if m]
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Append one row per epoch to ``rows`` and rewrite ``path`` (CSV) atomically.
+
+    Unlike ``keras.callbacks.CSVLogger`` (which appends), the whole file is
+    rewritten from ``rows``, so rows of an interrupted attempt never linger.
+    Each row also records the learning rate and the seconds spent in training
+    steps (``train_seconds``) and in the whole epoch (``epoch_seconds``).
+    """
+
+    def __init__(self, path: str | os.PathLike, rows: list[dict], write: bool = True):
+        super().__init__()
+        self.path = Path(path)
+        self.rows = list(rows)
+        self.write = write
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = self._last_step = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._last_step = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}}
+        row["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        row["train_seconds"] = self._last_step - self._start
+        row["epoch_seconds"] = time.perf_counter() - self._start
+        self.rows.append(row)
+        if self.write:
+            runs.write_csv(self.path, self.rows)
+
+
+class BestModel(keras.callbacks.Callback):
+    """Save the whole model to ``path`` (``.keras``) whenever ``monitor`` improves, atomically.
+
+    ``keras.callbacks.ModelCheckpoint(save_best_only=True)`` writes in place and
+    forgets the best value on resume; this one writes a temporary file and
+    renames it, and starts from the best value in the resumed ``history``.
+    """
+
+    def __init__(self, path: str | os.PathLike, monitor: str, mode: str, history: Sequence[dict] = (), write: bool = True):
+        super().__init__()
+        self.path = Path(path)
+        self.monitor = monitor
+        self.sign = 1.0 if mode == "min" else -1.0
+        seen = [self.sign * r[monitor] for r in history if isinstance(r.get(monitor), (int, float)) and math.isfinite(r[monitor])]
+        self.best = min(seen, default=math.inf)
+        self.write = write
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not np.isfinite(value) or self.sign * float(value) >= self.best:
+            return
+        self.best = self.sign * float(value)
+        if self.write:
+            tmp = runs.temporary_path(self.path)
+            self.model.save(tmp)
+            os.replace(tmp, self.path)
