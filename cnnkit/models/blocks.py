@@ -109,6 +109,124 @@ def check_positive(option: str, value: object) -> float:
     return float(value)
 
 
+def check_count(option: str, value: object, minimum: int = 1) -> int:
+    """Validate an integer option such as ``fc_units`` (>= ``minimum``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise InputError(f"option {option}={value!r}: expected an integer >= {minimum}")
+    return int(value)
+
+
 def scaled(channels: int, width: float) -> int:
     """A channel count multiplied by the ``width`` option, at least 1."""
     return max(1, round(channels * width))
+
+
+def basic_block(
+    x: keras.KerasTensor,
+    layers: ConvLayers,
+    filters: int,
+    *,
+    stride: int,
+    name: str,
+) -> keras.KerasTensor:
+    """ResNet basic block (He et al. 2016, Fig. 2 left): ``relu(F(x) + shortcut(x))``.
+
+    ``F`` is 3x3 conv (stride ``stride``) -> BN -> ReLU -> 3x3 conv -> BN. The shortcut is
+    the identity when shape is kept, else a 1x1 conv with the same stride and a BN
+    (option B of the paper), as in torchvision. Convs carry no bias; BN epsilon 1e-5.
+
+    Args:
+        x: ``(batch, height, width, channels_in)``.
+        layers: conv flavour.
+        filters: output channels.
+        stride: 1 or 2.
+        name: prefix, e.g. ``conv3_block1`` -> ``conv3_block1_1_conv``, ``..._0_conv`` (shortcut).
+
+    Returns:
+        ``(batch, ceil(height / stride), ceil(width / stride), filters)``.
+    """
+    shortcut = x
+    if stride != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_0_conv")(x)
+        shortcut = keras.layers.BatchNormalization(epsilon=1e-5, name=f"{name}_0_bn")(shortcut)
+    x = conv_bn_relu(x, layers, filters, 3, strides=stride, epsilon=1e-5, name=f"{name}_1")
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_2_conv")(x)
+    x = keras.layers.BatchNormalization(epsilon=1e-5, name=f"{name}_2_bn")(x)
+    x = keras.layers.Add(name=f"{name}_add")([shortcut, x])
+    return keras.layers.Activation("relu", name=f"{name}_out")(x)
+
+
+def bottleneck_block(
+    x: keras.KerasTensor,
+    layers: ConvLayers,
+    filters: int,
+    *,
+    stride: int,
+    conv_shortcut: bool,
+    name: str,
+) -> keras.KerasTensor:
+    """ResNet bottleneck block (He et al. 2016, Fig. 5 right), ``4 * filters`` channels out.
+
+    ``F`` is 1x1 conv (``filters``) -> BN -> ReLU -> 3x3 conv (``filters``, stride
+    ``stride``) -> BN -> ReLU -> 1x1 conv (``4 * filters``) -> BN; output
+    ``relu(F(x) + shortcut(x))``, the shortcut a strided 1x1 conv + BN when
+    ``conv_shortcut``. Layer names and parameters are those of Keras Applications'
+    ResNet50 (convs with bias, BN epsilon 1.001e-5); the stride sits on the 3x3 conv
+    ("ResNet v1.5", as in torchvision), which changes no parameter count.
+
+    Args:
+        x: ``(batch, height, width, channels_in)``.
+        layers: conv flavour.
+        filters: bottleneck width; the block outputs ``4 * filters`` channels.
+        stride: 1 or 2.
+        conv_shortcut: project the shortcut (first block of a stage) or pass ``x`` as is.
+        name: prefix, e.g. ``conv2_block1``.
+
+    Returns:
+        ``(batch, ceil(height / stride), ceil(width / stride), 4 * filters)``.
+    """
+    shortcut = x
+    if conv_shortcut:
+        shortcut = layers.Conv2D(4 * filters, 1, strides=stride, name=f"{name}_0_conv")(x)
+        shortcut = keras.layers.BatchNormalization(epsilon=1.001e-5, name=f"{name}_0_bn")(shortcut)
+    x = conv_bn_relu(x, layers, filters, 1, use_bias=True, epsilon=1.001e-5, name=f"{name}_1")
+    x = conv_bn_relu(x, layers, filters, 3, strides=stride, use_bias=True, epsilon=1.001e-5, name=f"{name}_2")
+    x = layers.Conv2D(4 * filters, 1, name=f"{name}_3_conv")(x)
+    x = keras.layers.BatchNormalization(epsilon=1.001e-5, name=f"{name}_3_bn")(x)
+    x = keras.layers.Add(name=f"{name}_add")([shortcut, x])
+    return keras.layers.Activation("relu", name=f"{name}_out")(x)
+
+
+def inception_module(
+    x: keras.KerasTensor,
+    layers: ConvLayers,
+    branches: tuple[int, int, int, int, int, int],
+    *,
+    name: str,
+) -> keras.KerasTensor:
+    """Inception module with dimension reductions (Szegedy et al. 2015, Fig. 2b).
+
+    Four parallel branches concatenated on channels: 1x1 conv; 1x1 reduction -> 3x3
+    conv; 1x1 reduction -> 5x5 conv; 3x3 max pool (stride 1) -> 1x1 projection. Each
+    conv is conv-BN-ReLU (the paper predates batch norm; it is what makes the net
+    train from scratch without auxiliary heads).
+
+    Args:
+        x: ``(batch, height, width, channels_in)``.
+        layers: conv flavour.
+        branches: ``(#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj)``, the
+            columns of Table 1 of the paper.
+        name: prefix, e.g. ``inception3a`` -> ``inception3a_3x3_reduce_conv``.
+
+    Returns:
+        ``(batch, height, width, #1x1 + #3x3 + #5x5 + pool proj)``.
+    """
+    n1x1, n3x3r, n3x3, n5x5r, n5x5, pool_proj = branches
+    b1 = conv_bn_relu(x, layers, n1x1, 1, name=f"{name}_1x1")
+    b2 = conv_bn_relu(x, layers, n3x3r, 1, name=f"{name}_3x3_reduce")
+    b2 = conv_bn_relu(b2, layers, n3x3, 3, name=f"{name}_3x3")
+    b3 = conv_bn_relu(x, layers, n5x5r, 1, name=f"{name}_5x5_reduce")
+    b3 = conv_bn_relu(b3, layers, n5x5, 5, name=f"{name}_5x5")
+    b4 = layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_pool")(x)
+    b4 = conv_bn_relu(b4, layers, pool_proj, 1, name=f"{name}_pool_proj")
+    return keras.layers.Concatenate(name=f"{name}_concat")([b1, b2, b3, b4])

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import keras
 
 from cnnkit.errors import InputError
-from cnnkit.models.blocks import check_fraction, classifier, downsampling_plan, finish
+from cnnkit.models.blocks import check_count, check_fraction, classifier, downsampling_plan, finish
 from cnnkit.models.registry import ConvLayers, register_model
 
 
@@ -52,13 +52,11 @@ def lecture(
     Returns:
         Model from ``(batch, *input_shape)`` to ``(batch, num_classes)`` probabilities.
     """
-    filters = tuple(filters) if isinstance(filters, Sequence) else (filters,)
-    if not filters or not all(isinstance(f, int) and f >= 1 for f in filters):
-        raise InputError(f"option filters={filters!r}: expected one or more integers >= 1")
-    if not isinstance(kernel_size, int) or kernel_size < 1:
-        raise InputError(f"option kernel_size={kernel_size!r}: expected an integer >= 1")
-    if not isinstance(dense_units, int) or dense_units < 0:
-        raise InputError(f"option dense_units={dense_units!r}: expected an integer >= 0")
+    if not isinstance(filters, Sequence) or not filters:
+        raise InputError(f"option filters={filters!r}: expected a non-empty sequence of integers >= 1")
+    filters = tuple(check_count("filters", f) for f in filters)
+    kernel_size = check_count("kernel_size", kernel_size)
+    dense_units = check_count("dense_units", dense_units, minimum=0)
     dropout = check_fraction("dropout", dropout)
 
     plan = downsampling_plan(input_shape[:2], len(filters))
