@@ -26,13 +26,37 @@ a ``LossScaleOptimizer`` itself (dynamic loss scaling, so small float16
 gradients do not flush to zero); bfloat16 has float32's exponent range and
 needs no loss scaling. Model outputs stay float32 because every cnnkit
 classifier ends in a float32 softmax.
+
+Surviving crashes. :mod:`cnnkit.training` commits the resume state atomically
+at every epoch end (and every ``save_every`` steps). This module adds what a
+long run needs around it:
+
+* :class:`StopOnSignal`: Ctrl-C (SIGINT) or SIGTERM (a scheduler preempting the
+  job) finishes the current step, saves the resume state and stops, instead of
+  losing the epoch in progress; rerunning the command resumes.
+* :class:`StopOnNonFiniteLoss`: a NaN/Inf loss stops training with a message
+  naming the epoch and step, before the bad weights are saved.
+* :func:`check_disk_space`: a run whose checkpoints cannot fit on the disk of
+  ``--out`` fails before training starts.
+* :func:`run_folder`: under ``multiworker`` only the chief writes into
+  ``--out``; every other worker runs the same code in a private folder that
+  keeps its own resume state, so every worker can resume.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
+import math
 import os
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import keras
 import tensorflow as tf
@@ -46,6 +70,11 @@ __all__ = [
     "is_chief",
     "global_batch_size",
     "shard_by_data",
+    "run_folder",
+    "check_disk_space",
+    "StopOnSignal",
+    "StopOnNonFiniteLoss",
+    "TrainingInterrupted",
 ]
 
 DEVICES = ("auto", "cpu", "gpu")
@@ -168,6 +197,169 @@ def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
+
+
+@contextlib.contextmanager
+def run_folder(out: str | os.PathLike, strategy: tf.distribute.Strategy) -> Iterator[Path]:
+    """The folder this process writes its run into: ``out`` on the chief, a private one on other workers.
+
+    Every worker of a multi-worker run must execute the same steps (saving the
+    best model, evaluating, writing reports), because collective operations
+    wait for all of them. Giving non-chief workers their own folder keeps that
+    symmetry without two processes writing the same files. The private folder
+    is named after ``out`` and the task, so a rerun of the same command finds
+    the worker's resume state again; it is deleted when the run ends normally
+    and kept when it fails, for the next attempt.
+
+    Args:
+        out: the run's ``--out``.
+        strategy: from :func:`setup_compute`.
+
+    Yields:
+        ``Path(out)`` on the chief (and in every single-process run), else
+        ``<tmp>/cnnkit-<task>-<hash of out>``.
+    """
+    if is_chief(strategy):
+        yield Path(out)
+        return
+    resolver = strategy.cluster_resolver
+    key = hashlib.sha1(os.path.abspath(out).encode()).hexdigest()[:12]
+    folder = Path(tempfile.gettempdir()) / f"cnnkit-{resolver.task_type}{resolver.task_id}-{key}"
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def check_disk_space(out: str | os.PathLike, model: keras.Model, *, margin_bytes: int = 64 * 2**20) -> None:
+    """Fail before training when the disk of ``out`` cannot hold the run's checkpoints.
+
+    A run keeps, at its peak, two resume states (the new one is written before
+    the old one is deleted) and two ``model.keras`` files (same reason). Each
+    holds the float32 weights plus the optimizer's slots: two per weight for
+    Adam, so about ``3 * 4 * params`` bytes. ``margin_bytes`` covers logs,
+    TensorBoard events and plots.
+
+    Args:
+        out: the run folder (it or its nearest existing parent is measured).
+        model: the built model.
+        margin_bytes: extra room for everything that is not a checkpoint.
+
+    Raises:
+        InputError: not enough free space.
+    """
+    path = Path(out).absolute()
+    while not path.exists():
+        path = path.parent
+    need = 4 * 3 * 4 * model.count_params() + margin_bytes
+    free = shutil.disk_usage(path).free
+    if free < need:
+        raise InputError(
+            f"--out '{out}': only {free / 2**20:.0f} MiB free on its disk; the run needs about "
+            f"{need / 2**20:.0f} MiB for checkpoints of {model.count_params():,} parameters and logs"
+        )
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on SIGINT/SIGTERM after saving its resume state.
+
+    A ``KeyboardInterrupt`` so that it unwinds like Ctrl-C always does (click
+    prints "Aborted!"), past code that catches ``Exception``.
+    """
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Turn Ctrl-C (SIGINT) and SIGTERM into a clean stop that loses no work.
+
+    The signal only sets a flag; the step in progress finishes. At the next
+    step end ``save()`` commits the resume state, and training raises
+    :class:`TrainingInterrupted`, so the partial epoch is neither logged nor
+    counted as complete (``model.stop_training`` would run ``on_epoch_end``
+    for it). At an epoch end the resume state is already committed, so place
+    this callback after the one that commits it. A second Ctrl-C aborts at
+    once, for a run stuck outside a training step.
+
+    Args:
+        save: commits the resume state at the current step and returns where
+            it went (e.g. the checkpoint path), for the message.
+        signals: the signals to catch.
+    """
+
+    def __init__(self, save: Callable[[], object], signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)):
+        super().__init__()
+        self.save = save
+        self.signals = signals
+        self._previous: dict[int, object] = {}
+        self._received: int | None = None
+        self._epoch = 0
+
+    def on_train_begin(self, logs=None):
+        self._received = None
+        # Python delivers signals to the main thread only; elsewhere (a
+        # notebook worker thread) Ctrl-C keeps its default behaviour.
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {number: signal.signal(number, self._handle) for number in self.signals}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._received is not None:
+            self._stop(f"epoch {self._epoch + 1}, step {batch + 1}", self.save())
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._received is not None:
+            self._stop(f"the end of epoch {epoch + 1}", "the resume state")
+
+    def on_train_end(self, logs=None):
+        self._restore()
+
+    def _handle(self, number, frame):
+        if self._received is not None:
+            self._restore()
+            raise KeyboardInterrupt
+        self._received = number
+        log.warning("%s received: stopping after the current step (press Ctrl-C again to abort at once)", signal.Signals(number).name)
+
+    def _stop(self, where: str, saved: object) -> None:
+        self._restore()
+        message = (
+            f"{signal.Signals(self._received).name}: training stopped at {where}; saved {saved}; "
+            "rerun the same command to resume"
+        )
+        log.warning(message)
+        raise TrainingInterrupted(message)
+
+    def _restore(self) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous = {}
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop at the first step whose loss is NaN or infinite, naming it.
+
+    Unlike ``keras.callbacks.TerminateOnNaN``, which lets the broken epoch end
+    (so its row is logged and its weights are saved as a completed epoch), this
+    raises at once. Place it before the callback that saves the resume state,
+    which then still holds the last finite weights.
+
+    Raises:
+        InputError: at the offending step, with the epoch, the step within it
+            and the optimizer's global step.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or math.isfinite(float(loss)):
+            return
+        iterations = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        raise InputError(
+            f"training diverged: the loss became {float(loss)} at epoch {self._epoch + 1}, step {batch + 1} "
+            f"(optimizer step {iterations}); the resume state still holds the last finite weights. "
+            "Lower --lr, or train without --mixed-precision"
+        )
 
 
 def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:

@@ -1,0 +1,164 @@
+"""Tests for cnnkit.distribute: option checks, sharding, clean stops, and strategies that must match one device.
+
+Logical CPU devices can only be configured before TensorFlow initialises its
+devices, which the test process has long done; the strategy comparisons
+therefore run in a fresh interpreter (``_run_script``) and report JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cnnkit import distribute
+from cnnkit.errors import InputError
+from tests.conftest import REPO_ROOT
+
+
+def _run_script(source: str, timeout: float = 120) -> dict:
+    """Run ``source`` in a fresh Python process and parse the JSON it prints last."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(source)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _tiny_model(seed: int = 0) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    return model
+
+
+def _tiny_data(batches: int = 4, batch: int = 2) -> tf.data.Dataset:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batches * batch, 4)).astype("float32")
+    y = rng.integers(0, 3, size=batches * batch)
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"device": "tpu"}, "--device 'tpu': unknown; expected one of: auto, cpu, gpu"),
+        ({"strategy": "ring"}, "--strategy 'ring': unknown; expected one of: auto, one, mirrored, multiworker"),
+        ({"logical_cpus": 0}, "--logical-cpus 0: expected a positive number"),
+    ],
+)
+def test_setup_compute_rejects_bad_options(kwargs, message):
+    with pytest.raises(InputError, match="^" + message.replace("(", r"\(")):
+        distribute.setup_compute(**kwargs)
+
+
+def test_setup_compute_gpu_without_gpu_names_the_cure():
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(InputError, match=r"--device gpu: TensorFlow sees no GPU; install .*\[gpu\]"):
+        distribute.setup_compute(device="gpu")
+
+
+@pytest.mark.parametrize(
+    "tf_config, message",
+    [
+        (None, "TF_CONFIG environment variable is not set"),
+        ("{cluster", "TF_CONFIG is not valid JSON"),
+        ('{"task": {"type": "worker", "index": 0}}', "needs a 'cluster' and a 'task'"),
+        ('{"cluster": {"worker": ["nohostport"]}, "task": {"type": "worker", "index": 0}}', "list of 'host:port'"),
+        ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}', "is not in the cluster"),
+        ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}', "is not in the cluster"),
+    ],
+)
+def test_multiworker_needs_a_valid_tf_config(monkeypatch, tf_config, message):
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(InputError, match=f"^--strategy multiworker: .*{message}"):
+        distribute.setup_compute(strategy="multiworker")
+
+
+def test_single_process_is_chief_and_keeps_the_batch(tmp_path):
+    strategy = tf.distribute.get_strategy()
+    assert distribute.is_chief(strategy)
+    assert distribute.global_batch_size(32, strategy) == 32
+    with distribute.run_folder(tmp_path / "run", strategy) as folder:
+        assert folder == tmp_path / "run"
+
+
+def test_shard_by_data_sets_the_data_policy_and_keeps_the_elements():
+    dataset = tf.data.Dataset.range(10).batch(4)
+    sharded = distribute.shard_by_data(dataset)
+    assert sharded.options().experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
+    assert [b.tolist() for b in sharded.as_numpy_iterator()] == [b.tolist() for b in dataset.as_numpy_iterator()]
+
+
+def test_check_disk_space(tmp_path):
+    model = _tiny_model()
+    distribute.check_disk_space(tmp_path / "not" / "yet", model)
+    with pytest.raises(InputError, match=r"^--out '.*': only \d+ MiB free on its disk; the run needs about \d+ MiB"):
+        distribute.check_disk_space(tmp_path, model, margin_bytes=2**62)
+
+
+class _EpochEnds(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+class _SignalAt(keras.callbacks.Callback):
+    """Send ``number`` to this process at the end of step ``step`` of epoch ``epoch`` (0-based)."""
+
+    def __init__(self, number, epoch, step):
+        super().__init__()
+        self.number, self.epoch, self.step = number, epoch, step
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self._epoch, batch) == (self.epoch, self.step):
+            os.kill(os.getpid(), self.number)
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_stop_on_signal_saves_at_the_step_and_never_ends_the_partial_epoch(number):
+    model = _tiny_model()
+    saves = []
+    ends = _EpochEnds()
+    before = signal.getsignal(number)
+    stop = distribute.StopOnSignal(lambda: saves.append(int(model.optimizer.iterations)) or "state")
+    with pytest.raises(distribute.TrainingInterrupted, match=r"training stopped at epoch 2, step 2; saved state"):
+        model.fit(_tiny_data(), epochs=3, verbose=0, shuffle=False, callbacks=[_SignalAt(number, 1, 1), ends, stop])
+    assert saves == [4 + 2]  # one save, after the second step of the second epoch
+    assert ends.epochs == [0]  # the interrupted epoch was not reported as finished
+    assert signal.getsignal(number) is before
+
+
+def test_stop_on_non_finite_loss_names_the_step():
+    x = np.ones((8, 4), "float32")
+    x[5] = np.nan  # in the third batch of two
+    model = _tiny_model()
+    ends = _EpochEnds()
+    data = tf.data.Dataset.from_tensor_slices((x, np.zeros(8, "int64"))).batch(2)
+    with pytest.raises(InputError, match=r"^training diverged: the loss became nan at epoch 1, step 3 \(optimizer step 3\)"):
+        model.fit(data, epochs=2, verbose=0, shuffle=False, callbacks=[distribute.StopOnNonFiniteLoss(), ends])
+    assert ends.epochs == []
