@@ -1,0 +1,1 @@
+"""Waveform -> spectrogram front ends (:mod:`features`) and audio augmentation steps (:mod:`augment`)."""

@@ -1,0 +1,121 @@
+"""Waveform and spectrogram steps for tf.data: fixed-length crops and training-time augmentation.
+
+Every function is a pure TensorFlow op with its randomness drawn from a
+stateless seed, so a tf.data map with ``tf.data.Dataset.random`` seeds gives
+the same augmented epoch for the same ``--seed``.
+
+* :func:`fix_length`: pad or crop a clip to the model's duration (centred for
+  evaluation, random position for training).
+* :func:`time_shift`: move the clip by up to +-``max_shift`` samples, zero fill.
+* :func:`speed_perturb`: resample by a factor in [1 - r, 1 + r] with linear
+  interpolation (Ko et al. 2015, "Audio augmentation for speech recognition").
+* :func:`add_noise`: pink (1/f) noise at a random signal-to-noise ratio.
+* :func:`spec_augment`: time and frequency masks on the features
+  (Park et al. 2019, "SpecAugment").
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+__all__ = ["fix_length", "time_shift", "speed_perturb", "add_noise", "spec_augment"]
+
+
+def _uniform(seed: tf.Tensor, minval, maxval, dtype=tf.float32, shape=()) -> tf.Tensor:
+    return tf.random.stateless_uniform(shape, seed=seed, minval=minval, maxval=maxval, dtype=dtype)
+
+
+def fix_length(waveform: tf.Tensor, num_samples: int, seed: tf.Tensor | None = None) -> tf.Tensor:
+    """Pad with zeros or crop ``waveform`` to exactly ``num_samples``.
+
+    Args:
+        waveform: ``(samples,)`` float32, any length.
+        num_samples: output length.
+        seed: ``(2,)`` int stateless seed for a random crop/pad position
+            (training); ``None`` centres the clip (evaluation).
+
+    Returns:
+        ``(num_samples,)`` float32.
+    """
+    length = tf.shape(waveform)[0]
+    slack = tf.abs(length - num_samples)
+    if seed is None:
+        offset = slack // 2
+    else:
+        offset = _uniform(seed, 0, slack + 1, dtype=tf.int32)
+    out = tf.cond(
+        length >= num_samples,
+        lambda: waveform[offset : offset + num_samples],
+        lambda: tf.pad(waveform, [[offset, slack - offset]]),
+    )
+    return tf.ensure_shape(out, [num_samples])
+
+
+def time_shift(waveform: tf.Tensor, max_shift: int, seed: tf.Tensor) -> tf.Tensor:
+    """Shift ``(samples,)`` by a uniform integer in [-max_shift, max_shift], filling with zeros."""
+    n = tf.shape(waveform)[0]
+    shift = _uniform(seed, -max_shift, max_shift + 1, dtype=tf.int32)
+    padded = tf.pad(waveform, [[max_shift, max_shift]])
+    return tf.ensure_shape(padded[max_shift - shift : max_shift - shift + n], waveform.shape)
+
+
+def speed_perturb(waveform: tf.Tensor, max_rate: float, seed: tf.Tensor) -> tf.Tensor:
+    """Play ``(samples,)`` faster or slower by a factor in [1 - max_rate, 1 + max_rate].
+
+    Changes tempo and pitch together, like Kaldi's speed perturbation. The
+    output has ``round(samples / factor)`` samples; :func:`fix_length` restores
+    the model's length afterwards.
+    """
+    factor = _uniform(seed, 1.0 - max_rate, 1.0 + max_rate)
+    n = tf.cast(tf.shape(waveform)[0], tf.float32)
+    new_n = tf.maximum(tf.cast(tf.round(n / factor), tf.int32), 1)
+    image = tf.reshape(waveform, [1, -1, 1])
+    return tf.reshape(tf.image.resize(image, [1, new_n], method="bilinear"), [-1])
+
+
+def add_noise(waveform: tf.Tensor, snr_db: tuple[float, float], seed: tf.Tensor) -> tf.Tensor:
+    """Mix pink noise into ``(samples,)`` at an SNR uniform in ``snr_db`` (dB, against the clip's power).
+
+    Pink noise (power ~ 1/f) sounds like room and street background far more
+    than white noise does; it is shaped in the frequency domain from white
+    Gaussian noise.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    n = tf.shape(waveform)[0]
+    white = tf.random.stateless_normal([n], seed=seeds[0])
+    spectrum = tf.signal.rfft(white)
+    freqs = tf.cast(tf.range(tf.shape(spectrum)[0]), tf.float32)
+    pink = tf.signal.irfft(spectrum * tf.cast(tf.math.rsqrt(tf.maximum(freqs, 1.0)), tf.complex64), [n])
+    snr = _uniform(seeds[1], snr_db[0], snr_db[1])
+    signal_power = tf.reduce_mean(tf.square(waveform)) + 1e-12
+    noise_power = tf.reduce_mean(tf.square(pink)) + 1e-12
+    scale = tf.sqrt(signal_power / (noise_power * tf.pow(10.0, snr / 10.0)))
+    return waveform + scale * pink
+
+
+def spec_augment(
+    features: tf.Tensor, seed: tf.Tensor, *, time_masks: int = 2, max_time: int = 10, freq_masks: int = 2, max_freq: int = 5
+) -> tf.Tensor:
+    """Zero ``time_masks`` bands of up to ``max_time`` frames and ``freq_masks`` of up to ``max_freq`` bins.
+
+    Args:
+        features: ``(frames, bins)`` of one utterance, already normalised
+            (so zero is the utterance mean, as in the paper's masking).
+        seed: ``(2,)`` int stateless seed.
+
+    Returns:
+        ``(frames, bins)``.
+    """
+    frames, bins = features.shape[-2], features.shape[-1]
+    seeds = tf.random.experimental.stateless_split(seed, 2 * (time_masks + freq_masks))
+    keep = tf.ones_like(features, dtype=tf.bool)
+    masks = [(0, frames, max_time)] * time_masks + [(1, bins, max_freq)] * freq_masks
+    for i, (axis, size, max_width) in enumerate(masks):
+        width = _uniform(seeds[2 * i], 0, min(max_width, size) + 1, dtype=tf.int32)
+        start = _uniform(seeds[2 * i + 1], 0, size - width + 1, dtype=tf.int32)
+        index = tf.range(size)
+        inside = (index >= start) & (index < start + width)
+        inside = inside[:, None] if axis == 0 else inside[None, :]
+        keep &= ~inside
+    return tf.where(keep, features, tf.zeros_like(features))
+

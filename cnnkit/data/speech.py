@@ -1,0 +1,361 @@
+"""Speech datasets for train-speech: WAV reading and the ``--dataset`` / ``--split`` sources.
+
+Sources (``--dataset``):
+
+* ``synth-digits``: eSpeak NG spoken digits (:mod:`cnnkit.data.synth_speech`);
+  the official split tests on voices the training set never uses.
+* ``fsdd:DIR``: the Free Spoken Digit Dataset, ``{digit}_{speaker}_{take}.wav``;
+  its official split puts takes 0-4 in test.
+* ``folder:DIR``: one subfolder of WAV files per label, like Keras'
+  ``audio_dataset_from_directory`` but at any rate, bit depth and channel count.
+* ``tfds:speech_commands`` (12 classes with silence and unknown, official
+  train/validation/test) and ``tfds:spoken_digit`` (FSDD through tfds).
+
+Splits (``--split``): ``auto`` (official where the source has one, else
+random), ``official``, ``random`` (stratified 80/10/10, seeded),
+``speaker:NAME[,NAME]`` (those speakers are the test set), and ``all`` (every
+clip in test: evaluating a finished run on a new folder). Validation is a
+seeded, stratified 10% of the training part unless the source has its own.
+
+Every clip is mono float32 in [-1, 1] at the requested sample rate. A bad file
+the user names raises :class:`InputError`; a bad file inside a dataset folder
+is skipped, counted and listed in :attr:`SpeechData.skipped`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+import tensorflow as tf
+
+from cnnkit.data import synth_speech
+from cnnkit.errors import InputError
+
+__all__ = ["MAX_SECONDS", "read_wav", "Split", "SpeechData", "load", "parse_fsdd_name"]
+
+MAX_SECONDS = 600.0  # longer files are almost surely not one spoken word
+_WAV_FORMATS = ("WAV", "WAVEX", "RF64")
+_FSDD_NAME = re.compile(r"^(\d)_([A-Za-z0-9-]+)_(\d+)\.wav$", re.IGNORECASE)
+_FSDD_TEST_TAKES = 5  # the dataset's own convention: takes 0-4 are the test set
+_VAL_FRACTION = 0.1
+_TEST_FRACTION = 0.1
+DATASET_KINDS = ("synth-digits", "fsdd:DIR", "folder:DIR", "tfds:speech_commands", "tfds:spoken_digit")
+
+
+def read_wav(path: str | Path, sample_rate: int) -> np.ndarray:
+    """Read a WAV file as mono float32 at ``sample_rate``.
+
+    Any bit depth (8/16/24/32-bit integer, 32/64-bit float) and channel count
+    is accepted: channels are averaged, and the rate is converted with soxr's
+    high-quality resampler.
+
+    Args:
+        path: the file.
+        sample_rate: output rate, Hz.
+
+    Returns:
+        ``(samples,)`` float32 in [-1, 1].
+
+    Raises:
+        InputError: the file is not a readable WAV (wrong format, truncated
+            header), has no samples, is pure digital silence, or is longer
+            than :data:`MAX_SECONDS`.
+    """
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as error:
+        reason = str(error).split(":")[-1].strip() or type(error).__name__
+        raise InputError(f"'{path}': not a readable WAV file ({reason})") from None
+    if info.format not in _WAV_FORMATS:
+        raise InputError(f"'{path}': a {info.format} file, not WAV")
+    if info.frames == 0:
+        raise InputError(f"'{path}': WAV file with no samples")
+    if info.frames / info.samplerate > MAX_SECONDS:
+        raise InputError(f"'{path}': {info.frames / info.samplerate:.0f} s long; expected at most {MAX_SECONDS:.0f} s")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise InputError(f"'{path}': unreadable WAV data ({error})") from None
+    mono = data.mean(axis=1)
+    # Below one 16-bit step: nothing a microphone recorded, only digital zeros.
+    if mono.size == 0 or np.abs(mono).max() < 2.0**-15:
+        raise InputError(f"'{path}': pure silence")
+    if rate != sample_rate:
+        mono = soxr.resample(mono, rate, sample_rate, quality="HQ")
+    return mono.astype(np.float32)
+
+
+def parse_fsdd_name(name: str) -> tuple[int, str, int] | None:
+    """``"7_jackson_32.wav"`` -> ``(7, "jackson", 32)``; ``None`` when the name does not parse."""
+    match = _FSDD_NAME.match(name)
+    return None if match is None else (int(match[1]), match[2].lower(), int(match[3]))
+
+
+@dataclass(frozen=True)
+class Split:
+    """One subset of a speech dataset.
+
+    Attributes:
+        dataset: elements ``(waveform (samples,) float32, label () int32)``,
+            clips of any length, in a fixed order.
+        size: number of clips (``None`` if unknown before iterating).
+        speakers: speaker of each clip in dataset order, or ``None``.
+    """
+
+    dataset: tf.data.Dataset
+    size: int | None
+    speakers: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class SpeechData:
+    """A dataset split three ways, with its class names and what was skipped.
+
+    Attributes:
+        classes: label names; a label is an index into this list.
+        train, val, test: the splits.
+        skipped: ``(file, reason)`` for every file left out.
+    """
+
+    classes: list[str]
+    train: Split
+    val: Split
+    test: Split
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Pool:
+    """Every clip of an in-memory source, before splitting."""
+
+    waveforms: list[np.ndarray]
+    labels: np.ndarray
+    speakers: list[str] | None
+    official_test: np.ndarray | None  # bool per clip, or None when the source has no official split
+
+    def take(self, index: np.ndarray) -> Split:
+        index = np.asarray(index, dtype=np.int64)
+        waves = [self.waveforms[i] for i in index]
+        values = np.concatenate(waves) if waves else np.zeros(0, np.float32)
+        ragged = tf.RaggedTensor.from_row_lengths(values, np.array([len(w) for w in waves], np.int64))
+        labels = self.labels[index].astype(np.int32)
+        speakers = None if self.speakers is None else [self.speakers[i] for i in index]
+        return Split(tf.data.Dataset.from_tensor_slices((ragged, labels)), len(index), speakers)
+
+
+def _stratified(labels: np.ndarray, index: np.ndarray, fraction: float, rng, *, keep_one: bool) -> np.ndarray:
+    """A seeded, per-label ``fraction`` of ``index``; ``keep_one`` leaves at least one clip of each label behind."""
+    chosen = []
+    for label in np.unique(labels[index]):
+        members = rng.permutation(index[labels[index] == label])
+        n = int(round(fraction * len(members)))
+        if keep_one:
+            n = max(1, min(n, len(members) - 1))
+        chosen.extend(members[:n])
+    return np.sort(np.array(chosen, dtype=np.int64))
+
+
+def _split_pool(pool: _Pool, split: str, seed: int, source: str) -> tuple[Split, Split, Split]:
+    rng = np.random.default_rng(seed)
+    everything = np.arange(len(pool.labels))
+    if split == "all":
+        return pool.take([]), pool.take([]), pool.take(everything)
+    if split == "auto":
+        split = "random" if pool.official_test is None else "official"
+    if split == "official":
+        if pool.official_test is None:
+            raise InputError(f"--split official: {source} has no official split; use random or speaker:NAME")
+        test = everything[pool.official_test]
+    elif split == "random":
+        test = _stratified(pool.labels, everything, _TEST_FRACTION, rng, keep_one=True)
+    elif split.startswith("speaker:"):
+        if pool.speakers is None:
+            raise InputError(f"--split {split}: {source} does not name speakers")
+        held_out = [name.strip().lower() for name in split[len("speaker:") :].split(",") if name.strip()]
+        speakers = np.array([name.lower() for name in pool.speakers])
+        known = sorted(set(speakers))
+        unknown = [name for name in held_out if name not in known]
+        if unknown or not held_out:
+            raise InputError(
+                f"--split {split}: unknown speaker {', '.join(unknown) or '(none given)'}; "
+                f"expected some of: {', '.join(known)}"
+            )
+        test = everything[np.isin(speakers, held_out)]
+        if len(test) == len(everything):
+            raise InputError(f"--split {split}: holds out every speaker; nothing is left to train on")
+    else:
+        raise InputError(f"--split '{split}': expected auto, official, random, speaker:NAME[,NAME] or all")
+    rest = np.setdiff1d(everything, test)
+    val = _stratified(pool.labels, rest, _VAL_FRACTION, rng, keep_one=False)
+    return pool.take(np.setdiff1d(rest, val)), pool.take(val), pool.take(test)
+
+
+def _directory(spec: str, path: str) -> Path:
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise InputError(f"--dataset '{spec}': no such directory")
+    return folder
+
+
+def _read_many(files, sample_rate: int, skipped: list) -> list[np.ndarray | None]:
+    """Read each file; a bad one becomes ``None`` and a ``(file, reason)`` entry in ``skipped``."""
+    waves = []
+    for path in files:
+        try:
+            waves.append(read_wav(path, sample_rate))
+        except InputError as error:
+            skipped.append((str(path), str(error)))
+            waves.append(None)
+    return waves
+
+
+def _digit_pool(names, waves, skipped: list) -> _Pool:
+    """An FSDD-named pool: label, speaker and official split from each ``{digit}_{speaker}_{take}.wav``."""
+    kept, labels, speakers, takes = [], [], [], []
+    for name, wave in zip(names, waves):
+        parsed = parse_fsdd_name(Path(name).name)
+        if parsed is None:
+            skipped.append((name, f"'{name}': name does not parse as {{digit}}_{{speaker}}_{{take}}.wav"))
+        elif wave is not None:
+            kept.append(wave)
+            labels.append(parsed[0])
+            speakers.append(parsed[1])
+            takes.append(parsed[2])
+    return _Pool(kept, np.array(labels, np.int64), speakers, np.array(takes) < _FSDD_TEST_TAKES)
+
+
+def _fsdd(spec: str, path: str, sample_rate: int, skipped: list) -> _Pool:
+    folder = _directory(spec, path)
+    if not any(folder.glob("*.wav")) and (folder / "recordings").is_dir():
+        folder = folder / "recordings"  # the repository root of FSDD was given
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".wav")
+    if not files:
+        raise InputError(f"--dataset '{spec}': no .wav files in {folder}")
+    named = [p for p in files if parse_fsdd_name(p.name) is not None]
+    waves = dict(zip(named, _read_many(named, sample_rate, skipped)))
+    return _digit_pool([str(p) for p in files], [waves.get(p) for p in files], skipped)
+
+
+def _folder(spec: str, path: str, sample_rate: int, skipped: list) -> tuple[list[str], _Pool]:
+    root = _directory(spec, path)
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if len(classes) < 2:
+        raise InputError(f"--dataset '{spec}': expected one subfolder per label, at least 2; found {len(classes)}")
+    waveforms, labels = [], []
+    for label, name in enumerate(classes):
+        files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() == ".wav" and p.is_file())
+        good = [w for w in _read_many(files, sample_rate, skipped) if w is not None]
+        if len(good) < 2:
+            raise InputError(
+                f"--dataset '{spec}': label folder '{name}' has {len(good)} readable WAV file(s); "
+                "each label needs at least 2 (one to train on, one to test)"
+            )
+        waveforms.extend(good)
+        labels.extend([label] * len(good))
+    return classes, _Pool(waveforms, np.array(labels, np.int64), None, None)
+
+
+def _synth(cache_dir: Path, sample_rate: int, seed: int) -> _Pool:
+    sets = synth_speech.load(cache_dir, seed=seed, sample_rate=sample_rate)
+    train, test = sets["train"], sets["test"]
+    return _Pool(
+        train[0] + test[0],
+        np.concatenate([train[1], test[1]]),
+        train[2] + test[2],
+        np.arange(len(train[1]) + len(test[1])) >= len(train[1]),
+    )
+
+
+def _tfds_spoken_digit(data_dir: str | None, sample_rate: int, skipped: list) -> _Pool:
+    import tensorflow_datasets as tfds
+
+    names, waves = [], []
+    for example in tfds.load("spoken_digit", split="train", data_dir=data_dir).as_numpy_iterator():
+        names.append(example["audio/filename"].decode())
+        audio = example["audio"].astype(np.float32) / 32768.0  # int16 range stored as int64
+        waves.append(soxr.resample(audio, 8000, sample_rate, quality="HQ").astype(np.float32))
+    return _digit_pool(names, waves, skipped)
+
+
+def _tfds_speech_commands(data_dir: str | None, sample_rate: int, split: str) -> tuple[list[str], tuple]:
+    import tensorflow_datasets as tfds
+
+    if split not in ("auto", "official", "all"):
+        raise InputError(f"--split {split}: tfds:speech_commands has only its official train/validation/test split")
+    builder = tfds.builder("speech_commands", data_dir=data_dir)
+    classes = builder.info.features["label"].names
+
+    def convert(example):
+        waveform = tf.cast(example["audio"], tf.float32) / 32768.0
+        if sample_rate != 16000:
+            waveform = tf.numpy_function(
+                lambda x: soxr.resample(x, 16000, sample_rate, quality="HQ").astype(np.float32),
+                [waveform],
+                tf.float32,
+                stateful=False,
+            )
+        return tf.ensure_shape(waveform, [None]), tf.cast(example["label"], tf.int32)
+
+    def subset(name: str) -> Split:
+        ds = tfds.load("speech_commands", split=name, data_dir=data_dir, shuffle_files=False)
+        return Split(ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE), None)
+
+    if split == "all":
+        everything = tfds.load("speech_commands", split="train+validation+test", data_dir=data_dir)
+        empty = _Pool([], np.zeros(0, np.int64), None, None).take([])
+        return classes, (empty, empty, Split(everything.map(convert), None))
+    return classes, (subset("train"), subset("validation"), subset("test"))
+
+
+def load(
+    spec: str,
+    *,
+    split: str = "auto",
+    sample_rate: int = 16000,
+    seed: int = 0,
+    cache_dir: str | Path = "data/cache",
+    data_dir: str | None = None,
+) -> SpeechData:
+    """Load a ``--dataset`` spec and split it.
+
+    Args:
+        spec: ``synth-digits``, ``fsdd:DIR``, ``folder:DIR``,
+            ``tfds:speech_commands`` or ``tfds:spoken_digit``.
+        split: ``auto``, ``official``, ``random``, ``speaker:NAME[,NAME]`` or ``all``.
+        sample_rate: every clip is resampled to this rate, Hz.
+        seed: for the synthetic set and the random splits.
+        cache_dir: where the synthetic set is cached.
+        data_dir: tensorflow-datasets folder (``None``: tfds' default).
+
+    Returns:
+        The dataset, split; digit sources share the class names
+        ``zero`` ... ``nine``, so a model trained on one evaluates on another.
+
+    Raises:
+        InputError: unknown spec or split, missing folder, a label folder
+            with fewer than 2 readable files, an unknown speaker.
+    """
+    kind, _, path = spec.partition(":")
+    skipped: list[tuple[str, str]] = []
+    classes = list(synth_speech.DIGITS)
+    if spec == "synth-digits":
+        pool = _synth(Path(cache_dir), sample_rate, seed)
+    elif kind == "fsdd" and path:
+        pool = _fsdd(spec, path, sample_rate, skipped)
+    elif kind == "folder" and path:
+        classes, pool = _folder(spec, path, sample_rate, skipped)
+    elif spec == "tfds:spoken_digit":
+        pool = _tfds_spoken_digit(data_dir, sample_rate, skipped)
+    elif spec == "tfds:speech_commands":
+        classes, splits = _tfds_speech_commands(data_dir, sample_rate, split)
+        return SpeechData(classes, *splits)
+    else:
+        raise InputError(f"--dataset '{spec}': expected one of: {', '.join(DATASET_KINDS)}")
+    if len(pool.labels) == 0:
+        raise InputError(f"--dataset '{spec}': no usable clips ({len(skipped)} skipped)")
+    return SpeechData(classes, *_split_pool(pool, split, seed, spec), skipped=skipped)
