@@ -6,7 +6,7 @@ ends with a float32 softmax layer named ``predictions`` and outputs class
 probabilities; models do not rescale their inputs.
 """
 
-from cnnkit.models import alexnet, googlenet, lecture, resnet, vgg  # noqa: F401  (importing registers the builders)
+from cnnkit.models import alexnet, googlenet, lecture, resnet, speech, vgg  # noqa: F401  (importing registers the builders)
 from cnnkit.models.registry import build, conv_layers, names, options, register_model
 
 __all__ = ["build", "conv_layers", "names", "options", "register_model"]
