@@ -137,6 +137,7 @@ def setup_compute(
 
     if strategy == "multiworker":
         chosen = tf.distribute.MultiWorkerMirroredStrategy()
+        _patch_keras_for_multiworker()
     else:
         chosen = _local_strategy(strategy, gpus)
     log.info(
@@ -423,6 +424,46 @@ def _local_strategy(strategy: str, gpus: list) -> tf.distribute.Strategy:
     if strategy == "one":
         return tf.distribute.OneDeviceStrategy(devices[0])
     return tf.distribute.MirroredStrategy(devices)
+
+
+def _patch_keras_for_multiworker() -> None:
+    """Let Keras 3 ``fit``/``evaluate`` run under ``MultiWorkerMirroredStrategy``.
+
+    Keras 3's TensorFlow trainer has two slips on the multi-worker path
+    (keras-team/keras#20585, open), both in reducing values over replicas:
+
+    * before the first step it builds the metrics from one batch obtained by
+      ``strategy.reduce("MEAN", (x, y))``, which cannot reduce a structure
+      across workers ("Attempt to convert a value (PerReplica...) to a
+      Tensor"). Only the batch's shapes and dtypes matter there, so this
+      process's own slice serves as well and needs no communication;
+    * after each step it averages the replicas' scalar logs with
+      ``strategy.reduce("MEAN", value, axis=0)``, and a scalar has no axis 0.
+      The mean over replicas is ``axis=None``, as on one machine.
+    """
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self._distribute_strategy is None:
+            return
+        if iterator is not None:
+            for _, _, it in iterator:
+                local = self.distribute_strategy.experimental_local_results
+                data_batch = tree.map_structure(lambda value: local(value)[0], next(it))
+                break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    keras_reduce_per_replica = trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
+            return tree.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), values)
+        return keras_reduce_per_replica(values, strategy, reduction)
+
+    trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
+    trainer.reduce_per_replica = reduce_per_replica
 
 
 def _read_tf_config() -> dict:

@@ -162,3 +162,108 @@ def test_stop_on_non_finite_loss_names_the_step():
     with pytest.raises(InputError, match=r"^training diverged: the loss became nan at epoch 1, step 3 \(optimizer step 3\)"):
         model.fit(data, epochs=2, verbose=0, shuffle=False, callbacks=[distribute.StopOnNonFiniteLoss(), ends])
     assert ends.epochs == []
+
+
+_MIRRORED_VS_ONE = """
+import json
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cnnkit import distribute, models
+
+mirrored = distribute.setup_compute(device="cpu", strategy="mirrored", logical_cpus=2)
+one = tf.distribute.OneDeviceStrategy("/cpu:0")
+rng = np.random.default_rng(0)
+x = rng.random((32, 8, 8, 1), dtype=np.float32)
+y = rng.integers(0, 3, size=32)
+
+
+class StepLosses(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.losses = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.losses.append(float(logs["loss"]))
+
+
+def train(strategy, conv, initial):
+    with strategy.scope():
+        model = models.build("lecture", (8, 8, 1), 3, conv=conv, filters=(4, 8), dense_units=16, dropout=0.0)
+        model.set_weights(initial)
+        model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss="sparse_categorical_crossentropy")
+    # The same global batch of 8 for both: 2 replicas of 4, or 1 device of 8.
+    data = distribute.shard_by_data(tf.data.Dataset.from_tensor_slices((x, y)).batch(8))
+    losses = StepLosses()
+    model.fit(data, epochs=2, verbose=0, shuffle=False, callbacks=[losses])
+    return losses.losses, [w.tolist() for w in model.get_weights()]
+
+
+report = {"replicas": mirrored.num_replicas_in_sync}
+for conv in ("keras", "handgrad"):
+    try:
+        keras.utils.set_random_seed(0)
+        initial = models.build("lecture", (8, 8, 1), 3, conv=conv, filters=(4, 8), dense_units=16, dropout=0.0).get_weights()
+        report[conv] = {"one": train(one, conv, initial), "mirrored": train(mirrored, conv, initial)}
+    except Exception as error:
+        report[conv] = {"error": repr(error)}
+print(json.dumps(report))
+"""
+
+
+@pytest.fixture(scope="module")
+def mirrored_vs_one() -> dict:
+    return _run_script(_MIRRORED_VS_ONE)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("conv", ["keras", "handgrad"])
+def test_mirrored_over_two_logical_cpus_matches_one_device(mirrored_vs_one, conv):
+    assert mirrored_vs_one["replicas"] == 2
+    result = mirrored_vs_one[conv]
+    assert "error" not in result, result.get("error")
+    (losses_one, weights_one), (losses_mirrored, weights_mirrored) = result["one"], result["mirrored"]
+    assert len(losses_one) == len(losses_mirrored) == 8
+    assert losses_one[0] != losses_one[-1]  # training moved, so the comparison means something
+    np.testing.assert_allclose(losses_mirrored, losses_one, rtol=1e-5, atol=1e-6)
+    for mirrored_w, one_w in zip(weights_mirrored, weights_one, strict=True):
+        np.testing.assert_allclose(mirrored_w, one_w, rtol=1e-4, atol=1e-6)
+
+
+def _lecture_losses(conv: str, *, jit: bool) -> tuple[keras.Model, list[float]]:
+    """Per-step losses of 4 SGD steps of a small lecture CNN under the current precision policy."""
+    from cnnkit import models
+
+    keras.utils.set_random_seed(0)
+    model = models.build("lecture", (8, 8, 1), 3, conv=conv, filters=(4, 8), dense_units=16, dropout=0.0)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy", jit_compile=jit)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 8, 8, 1), dtype=np.float32), rng.integers(0, 3, size=16)
+    losses = []
+    for start in range(0, 16, 4):
+        losses.append(float(model.train_on_batch(x[start : start + 4], y[start : start + 4])))
+    return model, losses
+
+
+@pytest.fixture
+def float32_afterwards():
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.slow
+def test_handgrad_model_under_xla_and_mixed_bfloat16_tracks_float32(float32_afterwards):
+    _, reference = _lecture_losses("handgrad", jit=False)
+    _, xla = _lecture_losses("handgrad", jit=True)
+    np.testing.assert_allclose(xla, reference, rtol=1e-5)
+
+    distribute.setup_compute(device="cpu", strategy="one", mixed_precision=True)
+    assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    for jit in (False, True):
+        model, mixed = _lecture_losses("handgrad", jit=jit)
+        conv = model.get_layer("block1_conv")
+        assert (conv.compute_dtype, conv.kernel.dtype) == ("bfloat16", "float32")
+        assert model.output.dtype == "float32"
+        # bfloat16 keeps 8 bits of mantissa: a relative error of about 2^-8 per op.
+        np.testing.assert_allclose(mixed, reference, rtol=3e-2)
