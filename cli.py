@@ -60,13 +60,140 @@ def print_json(obj) -> None:
 # --- train-image --------------------------------------------------------------
 
 
+def _log_to_stderr(quiet: bool | None) -> None:
+    """Progress and warnings (e.g. skipped files) go to stderr; ``--quiet`` keeps only warnings."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
+
+
+def _given(options: dict) -> dict:
+    """The options the user set: unset ones are ``None`` so the Config's own defaults apply."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
+@main.command("train-image")
+@click.option("--dataset", help="digits (default, offline) | idx:DIR | folder:DIR | tfds:NAME.")
+@click.option("--data-dir", help="tfds cache folder (default data/tfds).")
+@click.option("--image-size", type=int, help="Square side in pixels (default: digits 16, else the dataset's own).")
+@click.option("--val-fraction", type=float, help="Validation share of the examples (default 0.1).")
+@click.option("--test-fraction", type=float, help="Test share, for datasets without a test split (default 0.2).")
+@click.option("--augment", help="none (default) | basic: random shift, rotation, zoom (and flips where allowed).")
+@click.option("--model", help="A model of the zoo (default lecture).")
+@click.option("--conv", help="keras (default) | handgrad: hand-written-gradient layers.")
+@click.option("--epochs", type=int, help="Training epochs.")
+@click.option("--batch-size", type=int, help="Batch per replica.")
+@click.option("--lr", type=float, help="Peak learning rate of the warm-up/cosine schedule.")
+@click.option("--warmup-epochs", type=float, help="Length of the linear learning-rate warm-up.")
+@click.option("--optimizer", help="adam (default) | sgd.")
+@click.option("--patience", type=int, help="Stop after this many epochs without val_loss improvement (0: never).")
+@click.option("--mixed-precision/--no-mixed-precision", default=None, help="bfloat16 on CPU, float16 on GPU.")
+@click.option("--jit/--no-jit", default=None, help="XLA-compile the train step.")
+@click.option("--device", help="auto (default) | cpu | gpu.")
+@click.option("--strategy", help="auto (default) | one | mirrored | multiworker (TF_CONFIG).")
+@click.option("--logical-cpus", type=int, help="Split the CPU into N logical devices (mirrored on CPU).")
+@click.option("--save-every", type=int, help="Also save the resume state every N steps.")
+@click.option("--seed", type=int, help="Seed of the split, initialisation, shuffling and augmentation.")
+@click.option("--quiet/--no-quiet", default=None, help="No progress bars or progress messages.")
+@click.option("--out", help="Run folder (default runs/<dataset>-<model>-<time>); rerun with the same --out to resume.")
+def train_image(**options) -> None:
+    """Train an image classifier; writes model, metrics, history, logs and plots to --out."""
+    _log_to_stderr(options["quiet"])
+    from pipelines import image_classification
+
+    result = image_classification.run(image_classification.Config(**_given(options)))
+    speed = f", {result['images_per_second']:,.0f} images/s" if result["images_per_second"] else ""
+    click.echo(
+        f"test accuracy {result['test_accuracy']:.4f}, loss {result['test_loss']:.4f} after {result['epochs_run']} epochs "
+        f"({result['train_seconds']:.1f} s training{speed}); run folder {result['run_dir']}"
+    )
+
+
+
 # --- commands on a finished run: evaluate, predict, export ----------------------
+
+
+@main.command()
+@click.argument("run_dir")
+@click.option("--dataset", help="Dataset spec to evaluate on (default: the run's own).")
+@click.option("--subset", default="all", show_default=True, help="all | train | val | test (the run's split of the dataset).")
+@click.option("--data-dir", help="tfds cache folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def evaluate(run_dir: str, dataset: str | None, subset: str, data_dir: str | None, as_json: bool) -> None:
+    """Evaluate a finished run's model on a dataset, with the run's preprocessing."""
+    from pipelines import runs
+
+    report = runs.evaluate(run_dir, dataset, subset, **_given({"data_dir": data_dir}))
+    if as_json:
+        print_json(report)
+        return
+    click.echo(f"{report['dataset']} ({report['subset']}): accuracy {report['accuracy']:.4f}, loss {report['loss']:.4f}, n {report['n']}")
+    click.echo(f"{'class':>12} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}")
+    for name, row in report["per_class"].items():
+        click.echo(f"{name:>12} {row['precision']:9.4f} {row['recall']:9.4f} {row['f1']:9.4f} {row['support']:8d}")
+
+
+@main.command()
+@click.argument("run_dir")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--top-k", default=3, show_default=True, help="Classes shown per file.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def predict(run_dir: str, files: tuple[str, ...], top_k: int, as_json: bool) -> None:
+    """Top-k classes with probabilities for each input file."""
+    from pipelines import runs
+
+    predictions = runs.predict(run_dir, list(files), top_k)
+    if as_json:
+        print_json(predictions)
+        return
+    for item in predictions:
+        click.echo(f"{item['file']}: " + ", ".join(f"{t['label']} {t['probability']:.3f}" for t in item["top"]))
+
+
+@main.command()
+@click.argument("run_dir")
+@click.option("--format", "fmt", required=True, help="savedmodel | tflite | keras.")
+@click.option("--out", help="Where to write (default RUN_DIR/export/...).")
+def export(run_dir: str, fmt: str, out: str | None) -> None:
+    """Export a finished run's model for serving."""
+    from pipelines import runs
+
+    click.echo(runs.export(run_dir, fmt, out))
+
 
 
 # --- train-speech -------------------------------------------------------------
 
 
 # --- compress -----------------------------------------------------------------
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+def compress(ctx: click.Context) -> None:
+    """Learned image compression to .cnz files, measured against JPEG and WebP."""
+
+
+@compress.command("train")
+@click.option("--images", required=True, help="Folder of photos; the last --holdout (by name) validate.")
+@click.option("--out", default=None, help="Run folder (rerun the same command to resume).")
+@click.option("--model", default="factorized", show_default=True, help="Architecture: factorized or lecture-ae.")
+@click.option("--lmbda", default=0.01, show_default=True, help="Weight of the 8-bit MSE in rate + lmbda * MSE.")
+@click.option("--steps", default=4000, show_default=True, help="Optimizer steps in total.")
+@click.option("--patch", default=256, show_default=True, help="Side of the random square crops.")
+@click.option("--batch", default=8, show_default=True, help="Crops per step.")
+@click.option("--filters", default=96, show_default=True, help="Hidden channels N.")
+@click.option("--latent", default=96, show_default=True, help="Latent channels M.")
+@click.option("--lr", default=3e-4, show_default=True, help="Peak Adam learning rate.")
+@click.option("--holdout", default=5, show_default=True, help="Photos held out for validation.")
+@click.option("--epoch-steps", default=250, show_default=True, help="Steps between validations and checkpoints.")
+@click.option("--init", default=None, help="Start from this run folder's model (fine-tune another --lmbda).")
+@click.option("--seed", default=0, show_default=True, help="Random seed.")
+def compress_train(**options) -> None:
+    """Train a codec on random crops of --images for rate + lmbda * MSE."""
+    from pipelines import image_compression
+
+    print_json(image_compression.train(image_compression.TrainConfig(**options)))
 
 
 if __name__ == "__main__":

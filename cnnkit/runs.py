@@ -224,6 +224,14 @@ class Run:
         """``RUN_DIR/model.keras``."""
         return self.dir / MODEL
 
+    def load_model(self):
+        """The run's ``model.keras`` as a ``keras.Model``, with cnnkit's own layers registered for loading."""
+        import keras
+
+        import cnnkit.handgrad  # noqa: F401  (registers the hand-written-gradient layers model.keras may name)
+
+        return keras.models.load_model(self.model_path)
+
 
 def load(run_dir: str | os.PathLike) -> Run:
     """Read a finished run folder.

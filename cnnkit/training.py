@@ -45,7 +45,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cnnkit import runs
+from cnnkit import distribute, runs
 from cnnkit.errors import InputError
 
 OPTIMIZERS = ("adam", "sgd")
@@ -127,7 +127,7 @@ class FitResult:
         train_seconds: seconds spent in training steps, summed over ``history``.
         examples_per_second: ``examples_per_epoch * epochs_run / train_seconds``
             (``None`` when ``examples_per_epoch`` was not given).
-        stopped_early: early stopping (or a NaN loss) ended training before ``epochs``.
+        stopped_early: early stopping ended training before ``epochs``.
     """
 
     history: list[dict]
@@ -178,6 +178,10 @@ def fit(
         examples_per_epoch: training examples per epoch, for ``examples_per_second``.
         callbacks: extra Keras callbacks, run before the resume state is saved.
 
+    Raises:
+        InputError: the loss became NaN or infinite (the resume state keeps the last finite weights).
+        cnnkit.distribute.TrainingInterrupted: SIGINT/SIGTERM; the resume state was saved first.
+
     Returns:
         A :class:`FitResult`.
     """
@@ -198,8 +202,18 @@ def fit(
         epochs=epochs,
         initial_epoch=initial_epoch,
         verbose=1 if verbose else 0,
-        # Order matters: model.keras and history.csv are committed before the resume state.
-        callbacks=[best, log, keras.callbacks.TerminateOnNaN(), *stop, *board, *callbacks, checkpoint],
+        # Order matters: a non-finite loss stops before anything is saved; model.keras and
+        # history.csv are committed before the resume state; a signal stops after it.
+        callbacks=[
+            distribute.StopOnNonFiniteLoss(),
+            best,
+            log,
+            *stop,
+            *board,
+            *callbacks,
+            checkpoint,
+            distribute.StopOnSignal(save=checkpoint.save_current),
+        ],
     )
     if (run_dir / runs.MODEL).is_file():
         model.load_weights(run_dir / runs.MODEL)
@@ -272,7 +286,11 @@ class ResumeCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self._save(epoch + 1, 0)
 
-    def _save(self, epoch: int, step: int) -> None:
+    def save_current(self) -> Path:
+        """Save the state at the current step now (e.g. on Ctrl-C) and return its path."""
+        return self._save(self._epoch, self._step)
+
+    def _save(self, epoch: int, step: int) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"epoch-{epoch:05d}-step-{step:07d}.weights.h5"
         tmp = runs.temporary_path(path)
@@ -281,6 +299,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         for *_, old in self._states():
             if old != path:
                 old.unlink(missing_ok=True)
+        return path
 
     def _states(self) -> list[tuple[int, int, Path]]:
         if not self.directory.is_dir():
