@@ -57,6 +57,31 @@ def print_json(obj) -> None:
 # --- foundation: gradient check -------------------------------------------------
 
 
+@main.command("check-grad")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random shapes and values.")
+@click.option("--trials", default=3, show_default=True, type=click.IntRange(min=1), help="Random settings per op.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON instead of a table.")
+def check_grad(seed: int, trials: int, as_json: bool) -> None:
+    """Compare every hand-written gradient with autodiff and finite differences.
+
+    Exits with status 1 when any error exceeds its tolerance.
+    """
+    from cnnkit.handgrad.check import TOLERANCES, check_gradients
+
+    rows = check_gradients(seed=seed, trials=trials)
+    if as_json:
+        print_json({"tolerances": TOLERANCES, "rows": rows})
+    else:
+        click.echo(f"{'op':<11} {'setting':<44} {'forward':>9} {'autodiff':>9} {'fin.diff':>9}  ok")
+        for row in rows:
+            errors = " ".join(f"{row[name]:9.1e}" for name in TOLERANCES)
+            click.echo(f"{row['op']:<11} {row['setting']:<44} {errors}  {'yes' if row['ok'] else 'NO'}")
+        limits = ", ".join(f"{name} {value:g}" for name, value in TOLERANCES.items())
+        click.echo(f"max relative errors; tolerances: {limits}")
+    if not all(row["ok"] for row in rows):
+        sys.exit(1)
+
+
 # --- train-image --------------------------------------------------------------
 
 
