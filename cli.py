@@ -190,6 +190,53 @@ def export(run_dir: str, fmt: str, out: str | None) -> None:
 # --- train-speech -------------------------------------------------------------
 
 
+@main.command("train-speech")
+@click.option("--dataset", help="synth-digits (default, offline eSpeak NG) | fsdd:DIR | folder:DIR | tfds:speech_commands | tfds:spoken_digit.")
+@click.option("--split", help="auto (default) | official | random | speaker:NAME[,NAME] (held out as the test set).")
+@click.option("--data-dir", help="tfds cache folder (default data/tfds).")
+@click.option("--cache-dir", help="Cache of generated synthetic digits (default data/cache).")
+@click.option("--sample-rate", type=int, help="Resample every clip to this rate, Hz (default 16000).")
+@click.option("--duration", type=float, help="Seconds the model hears; clips are padded or cropped (default 1).")
+@click.option("--features", help="logmel (default) | mfcc | stft.")
+@click.option("--n-mels", type=int, help="Mel bands (default 40).")
+@click.option("--n-mfcc", type=int, help="Cepstral coefficients for --features mfcc (default 13).")
+@click.option("--frontend", help="tf (default, in the tf.data graph) | librosa (the reference).")
+@click.option("--time-shift", type=float, help="Training: random shift up to this many seconds (default 0.1; 0: off).")
+@click.option("--noise/--no-noise", default=None, help="Training: pink noise at a random 5-30 dB SNR (default on).")
+@click.option("--spec-augment/--no-spec-augment", default=None, help="Training: SpecAugment time and frequency masks (default on).")
+@click.option("--speed-perturb", type=float, help="Training: random speed change up to this fraction (default 0: off).")
+@click.option("--model", help="A model of the zoo (default dscnn; also bcresnet, lecture, resnet18).")
+@click.option("--conv", help="keras (default) | handgrad: hand-written-gradient layers.")
+@click.option("--epochs", type=int, help="Training epochs.")
+@click.option("--batch-size", type=int, help="Batch per replica.")
+@click.option("--lr", type=float, help="Peak learning rate of the warm-up/cosine schedule.")
+@click.option("--warmup-epochs", type=float, help="Length of the linear learning-rate warm-up.")
+@click.option("--optimizer", help="adam (default) | sgd.")
+@click.option("--patience", type=int, help="Stop after this many epochs without val_loss improvement (0: never).")
+@click.option("--mixed-precision/--no-mixed-precision", default=None, help="bfloat16 on CPU, float16 on GPU.")
+@click.option("--jit/--no-jit", default=None, help="XLA-compile the train step.")
+@click.option("--device", help="auto (default) | cpu | gpu.")
+@click.option("--strategy", help="auto (default) | one | mirrored | multiworker (TF_CONFIG).")
+@click.option("--logical-cpus", type=int, help="Split the CPU into N logical devices (mirrored on CPU).")
+@click.option("--save-every", type=int, help="Also save the resume state every N steps.")
+@click.option("--seed", type=int, help="Seed of the synthetic data, split, initialisation, shuffling and augmentation.")
+@click.option("--quiet/--no-quiet", default=None, help="No progress bars or progress messages.")
+@click.option("--out", help="Run folder (default runs/<dataset>-<model>-<time>); rerun with the same --out to resume.")
+def train_speech(**options) -> None:
+    """Train a spoken-word classifier on spectrograms; writes model, metrics, history and plots to --out."""
+    _log_to_stderr(options["quiet"])
+    from pipelines import speech_recognition
+
+    result = speech_recognition.run(speech_recognition.Config(**_given(options)))
+    worst = result.get("worst_speaker")
+    speakers = f", worst test speaker {worst} {result['per_speaker'][worst]['accuracy']:.4f}" if worst else ""
+    skipped = f", {result['skipped_files']} files skipped (listed in metrics.json)" if result["skipped_files"] else ""
+    click.echo(
+        f"test accuracy {result['test_accuracy']:.4f}, loss {result['test_loss']:.4f}{speakers} after "
+        f"{result['epochs_run']} epochs ({result['train_seconds']:.1f} s training{skipped}); run folder {result['run_dir']}"
+    )
+
+
 # --- compress -----------------------------------------------------------------
 
 

@@ -96,26 +96,25 @@ def add_noise(waveform: tf.Tensor, snr_db: tuple[float, float], seed: tf.Tensor)
 def spec_augment(
     features: tf.Tensor, seed: tf.Tensor, *, time_masks: int = 2, max_time: int = 10, freq_masks: int = 2, max_freq: int = 5
 ) -> tf.Tensor:
-    """Zero ``time_masks`` bands of up to ``max_time`` frames and ``freq_masks`` of up to ``max_freq`` bins.
+    """Zero ``time_masks`` bands of up to ``max_time`` frames and ``freq_masks`` of up to ``max_freq`` bins, per utterance.
 
     Args:
-        features: ``(frames, bins)`` of one utterance, already normalised
-            (so zero is the utterance mean, as in the paper's masking).
-        seed: ``(2,)`` int stateless seed.
+        features: ``(batch, frames, bins)``, already normalised per utterance
+            (so zero is the utterance mean, as the paper masks with the mean).
+        seed: ``(2,)`` int stateless seed; each utterance gets its own masks.
 
     Returns:
-        ``(frames, bins)``.
+        ``(batch, frames, bins)``.
     """
-    frames, bins = features.shape[-2], features.shape[-1]
+    batch, frames, bins = tf.shape(features)[0], features.shape[-2], features.shape[-1]
     seeds = tf.random.experimental.stateless_split(seed, 2 * (time_masks + freq_masks))
     keep = tf.ones_like(features, dtype=tf.bool)
-    masks = [(0, frames, max_time)] * time_masks + [(1, bins, max_freq)] * freq_masks
+    masks = [(1, frames, max_time)] * time_masks + [(2, bins, max_freq)] * freq_masks
     for i, (axis, size, max_width) in enumerate(masks):
-        width = _uniform(seeds[2 * i], 0, min(max_width, size) + 1, dtype=tf.int32)
-        start = _uniform(seeds[2 * i + 1], 0, size - width + 1, dtype=tf.int32)
-        index = tf.range(size)
-        inside = (index >= start) & (index < start + width)
-        inside = inside[:, None] if axis == 0 else inside[None, :]
-        keep &= ~inside
+        # Floats in [0, 1) scaled per utterance: integer stateless draws take only scalar bounds.
+        width = tf.floor(_uniform(seeds[2 * i], 0.0, 1.0, shape=[batch]) * (min(max_width, size) + 1))
+        start = tf.floor(_uniform(seeds[2 * i + 1], 0.0, 1.0, shape=[batch]) * (size - width + 1))
+        index = tf.range(size, dtype=tf.float32)[None, :]
+        inside = (index >= start[:, None]) & (index < (start + width)[:, None])  # (batch, size)
+        keep &= ~(inside[:, :, None] if axis == 1 else inside[:, None, :])
     return tf.where(keep, features, tf.zeros_like(features))
-

@@ -25,6 +25,7 @@ is skipped, counted and listed in :attr:`SpeechData.skipped`.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,11 +33,16 @@ import numpy as np
 import soundfile as sf
 import soxr
 import tensorflow as tf
+from threadpoolctl import threadpool_limits
 
+from cnnkit.audio import augment
+from cnnkit.audio.features import FeatureSpec, librosa_features, normalise, tf_features
 from cnnkit.data import synth_speech
 from cnnkit.errors import InputError
 
-__all__ = ["MAX_SECONDS", "read_wav", "Split", "SpeechData", "load", "parse_fsdd_name"]
+__all__ = [
+    "MAX_SECONDS", "FRONTENDS", "read_wav", "parse_fsdd_name", "Split", "from_waveforms", "SpeechData", "load", "Augmentation", "batches",
+]  # fmt: skip
 
 MAX_SECONDS = 600.0  # longer files are almost surely not one spoken word
 _WAV_FORMATS = ("WAV", "WAVEX", "RF64")
@@ -44,6 +50,7 @@ _FSDD_NAME = re.compile(r"^(\d)_([A-Za-z0-9-]+)_(\d+)\.wav$", re.IGNORECASE)
 _FSDD_TEST_TAKES = 5  # the dataset's own convention: takes 0-4 are the test set
 _VAL_FRACTION = 0.1
 _TEST_FRACTION = 0.1
+FRONTENDS = ("tf", "librosa")
 DATASET_KINDS = ("synth-digits", "fsdd:DIR", "folder:DIR", "tfds:speech_commands", "tfds:spoken_digit")
 
 
@@ -140,12 +147,22 @@ class _Pool:
 
     def take(self, index: np.ndarray) -> Split:
         index = np.asarray(index, dtype=np.int64)
-        waves = [self.waveforms[i] for i in index]
-        values = np.concatenate(waves) if waves else np.zeros(0, np.float32)
-        ragged = tf.RaggedTensor.from_row_lengths(values, np.array([len(w) for w in waves], np.int64))
-        labels = self.labels[index].astype(np.int32)
         speakers = None if self.speakers is None else [self.speakers[i] for i in index]
-        return Split(tf.data.Dataset.from_tensor_slices((ragged, labels)), len(index), speakers)
+        return from_waveforms([self.waveforms[i] for i in index], self.labels[index], speakers)
+
+
+def from_waveforms(waveforms: Sequence[np.ndarray], labels: np.ndarray, speakers: list[str] | None = None) -> Split:
+    """An in-memory :class:`Split` from clips of any lengths.
+
+    Args:
+        waveforms: ``(samples,)`` float32 each.
+        labels: ``(n,)`` integer labels.
+        speakers: ``n`` speaker names, or ``None``.
+    """
+    values = np.concatenate(waveforms).astype(np.float32) if len(waveforms) else np.zeros(0, np.float32)
+    ragged = tf.RaggedTensor.from_row_lengths(values, np.array([len(w) for w in waveforms], np.int64))
+    dataset = tf.data.Dataset.from_tensor_slices((ragged, np.asarray(labels, np.int32)))
+    return Split(dataset, len(waveforms), speakers)
 
 
 def _stratified(labels: np.ndarray, index: np.ndarray, fraction: float, rng, *, keep_one: bool) -> np.ndarray:
@@ -359,3 +376,107 @@ def load(
     if len(pool.labels) == 0:
         raise InputError(f"--dataset '{spec}': no usable clips ({len(skipped)} skipped)")
     return SpeechData(classes, *_split_pool(pool, split, seed, spec), skipped=skipped)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Training-time augmentation; each piece is off at 0 / ``None`` / ``False``.
+
+    Attributes:
+        time_shift: largest shift, seconds.
+        noise_snr: ``(low, high)`` dB range of the pink-noise SNR, or ``None``.
+        spec_augment: two time and two frequency masks per utterance.
+        speed_perturb: largest relative speed change (0.1: 0.9x to 1.1x).
+    """
+
+    time_shift: float = 0.1
+    noise_snr: tuple[float, float] | None = (5.0, 30.0)
+    spec_augment: bool = True
+    speed_perturb: float = 0.0
+
+
+def batches(
+    split: Split,
+    spec: FeatureSpec,
+    *,
+    duration: float,
+    batch_size: int,
+    frontend: str = "tf",
+    augmentation: Augmentation | None = None,
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """Clips -> fixed-length waveforms -> normalised features, batched.
+
+    With ``augmentation`` (the training split only) the clips are shuffled and
+    randomly cropped and augmented; without it they keep their order and are
+    centre-cropped, so predictions line up with :attr:`Split.speakers`.
+
+    Args:
+        split: the clips.
+        spec: the features.
+        duration: clip length the model sees, seconds.
+        batch_size: examples per batch.
+        frontend: ``tf`` (in-graph ``tf.signal``) or ``librosa`` (the
+            reference, through ``tf.numpy_function``).
+        augmentation: training-time augmentation, or ``None``.
+        seed: shuffling and augmentation seed.
+
+    Returns:
+        Batches ``(features (batch, frames, bins, 1) float32, labels (batch,) int32)``.
+    """
+    if frontend not in FRONTENDS:
+        raise InputError(f"--frontend '{frontend}': unknown; expected one of: {', '.join(FRONTENDS)}")
+    num_samples = int(round(duration * spec.sample_rate))
+    shape = spec.shape(num_samples)
+    ds = split.dataset
+    if augmentation is None:
+        ds = ds.map(lambda w, y: (augment.fix_length(w, num_samples), y), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.shuffle(split.size or 10_000, seed=seed, reshuffle_each_iteration=True)
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(4)
+        ds = tf.data.Dataset.zip(ds, seeds).map(
+            lambda example, s: (_augment_waveform(example[0], s, num_samples, spec.sample_rate, augmentation), example[1]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    ds = ds.batch(batch_size)
+
+    def features(waveforms, labels):
+        if frontend == "tf":
+            x = tf_features(waveforms, spec)
+        else:
+            x = tf.numpy_function(lambda w: _librosa_batch(w, spec), [waveforms], tf.float32, stateful=False)
+        x = normalise(tf.ensure_shape(x, [None, *shape[:2]]))
+        return x[..., None], labels
+
+    ds = ds.map(features, num_parallel_calls=tf.data.AUTOTUNE)
+    if augmentation is not None and augmentation.spec_augment:
+        masks = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, masks).map(
+            lambda example, s: (augment.spec_augment(example[0][..., 0], s)[..., None], example[1]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _librosa_batch(waveforms: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """``(batch, samples)`` -> ``(batch, frames, bins)`` with the librosa reference, one clip at a time.
+
+    BLAS is held to one thread: its matrices here are tiny, and OpenBLAS'
+    worker threads spinning against tf.data's own threads made each clip
+    several hundred times slower on a busy 2-core machine.
+    """
+    with threadpool_limits(limits=1, user_api="blas"):
+        return np.stack([librosa_features(clip, spec) for clip in waveforms])
+
+
+def _augment_waveform(waveform, seeds, num_samples: int, sample_rate: int, aug: Augmentation):
+    """Speed, random crop/position, shift and noise for one ``(samples,)`` clip; ``seeds`` is ``(4,)`` int64."""
+    seed = tf.reshape(seeds, [2, 2])
+    if aug.speed_perturb:
+        waveform = augment.speed_perturb(waveform, aug.speed_perturb, seed[0] + 1)
+    waveform = augment.fix_length(waveform, num_samples, seed[0])
+    if aug.time_shift:
+        waveform = augment.time_shift(waveform, int(round(aug.time_shift * sample_rate)), seed[1])
+    if aug.noise_snr:
+        waveform = augment.add_noise(waveform, aug.noise_snr, seed[1] + 1)
+    return waveform

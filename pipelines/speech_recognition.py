@@ -1,0 +1,343 @@
+"""Spoken-word recognition: WAV clips -> log-mel / MFCC / STFT spectrograms -> CNN -> test metrics.
+
+Convolutional networks on spectrograms treat time x frequency as an image
+(Abdel-Hamid et al. 2014, "Convolutional Neural Networks for Speech
+Recognition"); the small keyword-spotting nets of the zoo (``dscnn``, Zhang et
+al. 2017 "Hello Edge"; ``bcresnet``, Kim et al. 2021) were designed for them.
+
+``run(cfg)`` writes the same run folder as train-image (see
+:mod:`cnnkit.runs` and :mod:`cnnkit.training`), with ``"task": "speech"`` and
+the feature settings in ``config.json`` so that ``evaluate`` and ``predict``
+repeat them. When the dataset names speakers, ``metrics.json`` also reports
+accuracy per test speaker and the worst one.
+
+The default, ``synth-digits``, trains offline on eSpeak NG digits and tests
+on voices never heard in training (:mod:`cnnkit.data.synth_speech`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cnnkit import distribute, metrics, models, plots, runs, training
+from cnnkit.audio.features import FeatureSpec
+from cnnkit.data import speech
+from cnnkit.errors import InputError
+
+log = logging.getLogger(__name__)
+
+TASK = "speech"
+SUBSETS = ("all", "train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every option of ``train-speech``; the CLI options map one-to-one onto these fields."""
+
+    dataset: str = "synth-digits"  # synth-digits | fsdd:DIR | folder:DIR | tfds:speech_commands | tfds:spoken_digit
+    split: str = "auto"  # auto | official | random | speaker:NAME[,NAME]
+    data_dir: str = "data/tfds"  # tfds cache
+    cache_dir: str = "data/cache"  # generated synthetic digits
+    sample_rate: int = 16000  # every clip is resampled to this rate, Hz
+    duration: float = 1.0  # seconds the model hears: clips are padded or cropped
+    features: str = "logmel"  # stft | logmel | mfcc
+    n_mels: int = 40  # mel bands (logmel, mfcc)
+    n_mfcc: int = 13  # cepstral coefficients (mfcc)
+    frontend: str = "tf"  # tf (tf.signal in the tf.data graph) | librosa (reference, slower)
+    time_shift: float = 0.1  # training: random shift up to this many seconds; 0: off
+    noise: bool = True  # training: pink noise at a random SNR of 5-30 dB
+    spec_augment: bool = True  # training: 2 time + 2 frequency masks (SpecAugment)
+    speed_perturb: float = 0.0  # training: random speed change up to this fraction (0.1: 0.9x-1.1x); 0: off
+    model: str = "dscnn"  # any name of cnnkit.models.names(); speech: dscnn, bcresnet, lecture, resnet18
+    conv: str = "keras"  # keras | handgrad convolutions
+    epochs: int = 15  # synth-digits: enough for the cosine schedule to settle
+    batch_size: int = 64  # per replica
+    lr: float = 3e-3  # peak learning rate after warm-up; cosine decay to 0
+    warmup_epochs: float = 1.0  # linear warm-up length
+    optimizer: str = "adam"  # adam | sgd (Nesterov momentum 0.9)
+    patience: int = 0  # early-stopping patience in epochs on val_loss; 0: off
+    mixed_precision: bool = False  # bfloat16 on CPU, float16 on GPU
+    jit: bool = False  # XLA-compile the train step
+    device: str = "auto"  # auto | cpu | gpu
+    strategy: str = "auto"  # auto | one | mirrored | multiworker
+    logical_cpus: int | None = None  # split the CPU into N logical devices (for mirrored on CPU)
+    save_every: int | None = None  # also save the resume state every N steps; None: epoch ends only
+    seed: int = 0  # synthetic data, split, initialisation, shuffling and augmentation
+    quiet: bool = False  # no progress bars
+    out: str | None = None  # run folder; None: runs/<dataset>-<model>-<timestamp>
+
+
+def feature_spec(settings: dict) -> FeatureSpec:
+    """The :class:`FeatureSpec` of a Config (or its ``config.json`` record)."""
+    return FeatureSpec(
+        kind=settings["features"], sample_rate=settings["sample_rate"], n_mels=settings["n_mels"], n_mfcc=settings["n_mfcc"]
+    )
+
+
+def run(cfg: Config) -> dict:
+    """Train and test one speech classifier; returns the contents of ``metrics.json`` plus ``run_dir``.
+
+    Raises:
+        InputError: a bad option, dataset or ``--out`` (before anything is written).
+    """
+    _check(cfg)
+    spec = feature_spec(asdict(cfg))
+    strategy = distribute.setup_compute(cfg.device, cfg.strategy, cfg.mixed_precision, cfg.logical_cpus)
+    keras.utils.set_random_seed(cfg.seed)
+    data = speech.load(
+        cfg.dataset, split=cfg.split, sample_rate=cfg.sample_rate, seed=cfg.seed, cache_dir=cfg.cache_dir, data_dir=cfg.data_dir
+    )
+    if data.train.size == 0:
+        raise InputError(f"--split {cfg.split}: leaves no clips of --dataset '{cfg.dataset}' to train on")
+    input_shape = spec.shape(_num_samples(cfg.duration, cfg.sample_rate))
+    out = Path(cfg.out) if cfg.out else runs.default_out(cfg.dataset, cfg.model)
+    record = {**asdict(cfg), "out": str(out), "preprocessing": {"classes": data.classes, "input_shape": list(input_shape)}}
+    batch = distribute.global_batch_size(cfg.batch_size, strategy)
+    augmentation = speech.Augmentation(
+        time_shift=cfg.time_shift,
+        noise_snr=(5.0, 30.0) if cfg.noise else None,
+        spec_augment=cfg.spec_augment,
+        speed_perturb=cfg.speed_perturb,
+    )
+
+    def batches(split: speech.Split, training_split: bool = False) -> tf.data.Dataset | None:
+        if split.size == 0:
+            return None
+        ds = speech.batches(
+            split,
+            spec,
+            duration=cfg.duration,
+            batch_size=batch,
+            frontend=cfg.frontend,
+            augmentation=augmentation if training_split else None,
+            seed=cfg.seed,
+        )
+        return distribute.shard_by_data(ds)
+
+    with distribute.run_folder(out, strategy) as folder:
+        with strategy.scope():
+            model = models.build(cfg.model, input_shape, len(data.classes), conv=cfg.conv)
+            training.compile_classifier(
+                model,
+                optimizer=cfg.optimizer,
+                lr=cfg.lr,
+                epochs=cfg.epochs,
+                steps_per_epoch=math.ceil(data.train.size / batch),
+                warmup_epochs=cfg.warmup_epochs,
+                jit=cfg.jit,
+            )
+        distribute.check_disk_space(folder, model)
+        run_dir = runs.start(folder, TASK, record)
+        log.info("run folder %s: train %d, val %d, test %s clips", run_dir, data.train.size, data.val.size, data.test.size)
+        result = training.fit(
+            model,
+            batches(data.train, training_split=True),
+            validation=batches(data.val),
+            epochs=cfg.epochs,
+            run_dir=run_dir,
+            patience=cfg.patience or None,
+            save_every=cfg.save_every,
+            verbose=not cfg.quiet,
+            examples_per_epoch=data.train.size,
+        )
+        scores = _score(model, batches(data.test), data.test, data.classes)
+        report = scores["report"]
+        plots.training_curves(result.history, run_dir / "curves.png")
+        plots.confusion_matrix(report["confusion_matrix"], data.classes, run_dir / "confusion_matrix.png")
+        plots.misclassified_grid(
+            scores["wrong_features"], scores["wrong_true"], scores["wrong_pred"], data.classes, run_dir / "misclassified.png"
+        )
+        epoch_seconds = [row["train_seconds"] for row in result.history]
+        summary = {
+            "task": TASK,
+            "test_accuracy": report["accuracy"],
+            "test_loss": report["loss"],
+            "per_class": report["per_class"],
+            "confusion_matrix": report["confusion_matrix"],
+            **scores["speakers"],
+            "classes": data.classes,
+            "examples": {"train": data.train.size, "val": data.val.size, "test": report["n"]},
+            "misclassified": scores["misclassified"],
+            "epochs_run": result.epochs_run,
+            "stopped_early": result.stopped_early,
+            "best_epoch": _best_epoch(result.history),
+            "train_seconds": result.train_seconds,
+            "epoch_seconds": float(np.median(epoch_seconds)) if epoch_seconds else None,
+            "clips_per_second": result.examples_per_second,
+            "parameters": model.count_params(),
+            "skipped_files": len(data.skipped),
+            "skipped": [{"file": f, "reason": r} for f, r in data.skipped],
+        }
+        runs.finish(run_dir, summary)
+    return {**summary, "run_dir": str(out)}
+
+
+def evaluate(
+    run_dir: str, dataset: str, subset: str = "all", data_dir: str = "data/tfds", cache_dir: str = "data/cache"
+) -> dict:
+    """Evaluate a finished run's model on ``dataset`` with the run's own features.
+
+    Args:
+        run_dir: a finished train-speech run.
+        dataset: any ``--dataset`` spec; its class names must be among the
+            run's (every digit source names its classes ``zero`` ... ``nine``).
+        subset: ``all`` clips (e.g. a folder of speakers the run never saw),
+            or the ``train``/``val``/``test`` part of the run's ``--split``.
+        data_dir: the tfds cache.
+        cache_dir: the synthetic-digit cache.
+
+    Returns:
+        ``{"dataset", "subset", "n", "accuracy", "loss", "per_class",
+        "confusion_matrix", "per_speaker", "worst_speaker", "skipped_files",
+        "skipped"}`` (the speaker entries when speakers are known).
+
+    Raises:
+        InputError: not a run, bad dataset or subset, or classes the run does not know.
+    """
+    run, model, cfg = _open(run_dir)
+    if subset not in SUBSETS:
+        raise InputError(f"--subset '{subset}': unknown; expected one of: {', '.join(SUBSETS)}")
+    data = speech.load(
+        dataset,
+        split="all" if subset == "all" else cfg["split"],
+        sample_rate=cfg["sample_rate"],
+        seed=cfg["seed"],
+        cache_dir=cache_dir,
+        data_dir=data_dir,
+    )
+    part = {"all": data.test, "train": data.train, "val": data.val, "test": data.test}[subset]
+    if part.size == 0:
+        raise InputError(f"--subset '{subset}': no clips of {dataset} fall in it")
+    relabel = _class_map(data.classes, cfg["preprocessing"]["classes"], dataset)
+    part = speech.Split(part.dataset.map(lambda w, y: (w, tf.gather(relabel, y))), part.size, part.speakers)
+    ds = speech.batches(part, feature_spec(cfg), duration=cfg["duration"], batch_size=256, frontend=cfg["frontend"])
+    scores = _score(model, ds, part, cfg["preprocessing"]["classes"])
+    return {
+        "dataset": dataset,
+        "subset": subset,
+        **scores["report"],
+        **scores["speakers"],
+        "skipped_files": len(data.skipped),
+        "skipped": [{"file": f, "reason": r} for f, r in data.skipped],
+    }
+
+
+def predict(run_dir: str, files: Sequence[str], top_k: int = 5) -> list[dict]:
+    """Top-``k`` words with probabilities for each WAV file, featurised like the run's inputs.
+
+    Returns:
+        One ``{"file", "top": [{"label", "probability"}, ...]}`` per file, in order.
+
+    Raises:
+        InputError: not a run, no files, a bad WAV file (named in the message), or ``top_k < 1``.
+    """
+    _run, model, cfg = _open(run_dir)
+    if not files:
+        raise InputError("FILE: give at least one WAV file")
+    if top_k < 1:
+        raise InputError(f"--top-k {top_k}: expected an integer >= 1")
+    waves = [speech.read_wav(f, cfg["sample_rate"]) for f in files]
+    clips = speech.from_waveforms(waves, np.zeros(len(waves), np.int64))
+    ds = speech.batches(clips, feature_spec(cfg), duration=cfg["duration"], batch_size=256, frontend=cfg["frontend"])
+    probs = model.predict(ds.map(lambda x, _y: x), verbose=0)
+    classes = cfg["preprocessing"]["classes"]
+    return [{"file": str(f), "top": top} for f, top in zip(files, metrics.top_k(probs, classes, top_k))]
+
+
+def _score(model: keras.Model, ds: tf.data.Dataset, split: speech.Split, classes: Sequence[str]) -> dict:
+    """Predict every batch of ``ds`` (in order), then the report, per-speaker accuracy and up to 36 misclassified spectrograms."""
+    y_true, probs, wrong = [], [], []
+    for x, y in ds:
+        p = model.predict_on_batch(x)
+        y_true.append(y.numpy())
+        probs.append(np.asarray(p))
+        missed = np.flatnonzero(np.argmax(p, axis=1) != y.numpy())
+        if sum(len(w) for w in wrong) < 36:
+            wrong.append(x.numpy()[missed])
+    y_true = np.concatenate(y_true).astype(np.int64)
+    probs = np.concatenate(probs)
+    y_pred = probs.argmax(axis=1)
+    missed = np.flatnonzero(y_pred != y_true)[:36]
+    features = np.concatenate(wrong)[:36] if wrong else np.zeros((0, 1, 1, 1))
+    return {
+        "report": metrics.classification_report(y_true, probs, classes),
+        "speakers": _per_speaker(split.speakers, y_true == y_pred),
+        "misclassified": int(np.sum(y_pred != y_true)),
+        "wrong_features": _as_picture(features),
+        "wrong_true": y_true[missed],
+        "wrong_pred": y_pred[missed],
+    }
+
+
+def _per_speaker(speakers: Sequence[str] | None, correct: np.ndarray) -> dict:
+    """``{"per_speaker": {name: {"n", "accuracy"}}, "worst_speaker": name}``; empty when speakers are unknown."""
+    if not speakers:
+        return {}
+    names = np.asarray(speakers)
+    table = {
+        str(name): {"n": int(np.sum(names == name)), "accuracy": float(np.mean(correct[names == name]))}
+        for name in sorted(set(speakers))
+    }
+    return {"per_speaker": table, "worst_speaker": min(table, key=lambda name: table[name]["accuracy"])}
+
+
+def _as_picture(features: np.ndarray) -> np.ndarray:
+    """``(n, frames, bins, 1)`` normalised features -> ``(n, bins, frames, 1)`` in [0, 1], low frequencies at the bottom."""
+    pictures = np.flip(np.transpose(features, (0, 2, 1, 3)), axis=1)
+    low = pictures.min(axis=(1, 2, 3), keepdims=True)
+    high = pictures.max(axis=(1, 2, 3), keepdims=True)
+    return (pictures - low) / np.maximum(high - low, 1e-6)
+
+
+def _open(run_dir: str) -> tuple[runs.Run, keras.Model, dict]:
+    run = runs.load(run_dir)
+    if run.task != TASK:
+        raise InputError(f"RUN_DIR '{run_dir}': a {run.task!r} run, not a {TASK!r} run")
+    return run, run.load_model(), run.config
+
+
+def _class_map(names: Sequence[str], run_classes: Sequence[str], dataset: str) -> tf.Tensor:
+    """Index tensor from the dataset's class indices to the run's."""
+    unknown = [n for n in names if n not in run_classes]
+    if unknown:
+        raise InputError(f"--dataset '{dataset}': classes {unknown[:10]} are not among the run's classes {list(run_classes)[:20]}")
+    return tf.constant([list(run_classes).index(n) for n in names], tf.int32)
+
+
+def _num_samples(duration: float, sample_rate: int) -> int:
+    return int(round(duration * sample_rate))
+
+
+def _check(cfg: Config) -> None:
+    """Reject bad options before any data is read or anything is written."""
+    if cfg.model not in models.names():
+        raise InputError(f"--model '{cfg.model}': unknown; expected one of: {', '.join(models.names())}")
+    if cfg.optimizer not in training.OPTIMIZERS:
+        raise InputError(f"--optimizer '{cfg.optimizer}': unknown; expected one of: {', '.join(training.OPTIMIZERS)}")
+    if cfg.frontend not in speech.FRONTENDS:
+        raise InputError(f"--frontend '{cfg.frontend}': unknown; expected one of: {', '.join(speech.FRONTENDS)}")
+    for option, value in (("--epochs", cfg.epochs), ("--batch-size", cfg.batch_size), ("--sample-rate", cfg.sample_rate)):
+        if value < 1:
+            raise InputError(f"{option} {value}: expected an integer >= 1")
+    if not 0 < cfg.duration <= 60:
+        raise InputError(f"--duration {cfg.duration}: expected 0 < seconds <= 60")
+    if not 0 <= cfg.time_shift < cfg.duration:
+        raise InputError(f"--time-shift {cfg.time_shift}: expected 0 <= seconds < --duration")
+    if not 0 <= cfg.speed_perturb < 0.5:
+        raise InputError(f"--speed-perturb {cfg.speed_perturb}: expected a fraction in [0, 0.5)")
+    if not cfg.lr > 0:
+        raise InputError(f"--lr {cfg.lr}: expected a positive learning rate")
+    feature_spec(asdict(cfg)).frames(_num_samples(cfg.duration, cfg.sample_rate))
+
+
+def _best_epoch(history: Sequence[dict]) -> int | None:
+    key = "val_loss" if history and "val_loss" in history[0] else "loss"
+    return int(min(history, key=lambda row: row[key])["epoch"]) if history else None
