@@ -254,7 +254,7 @@ def compress(ctx: click.Context) -> None:
 @click.option("--steps", default=4000, show_default=True, help="Optimizer steps in total.")
 @click.option("--patch", default=256, show_default=True, help="Side of the random square crops.")
 @click.option("--batch", default=8, show_default=True, help="Crops per step.")
-@click.option("--filters", default=96, show_default=True, help="Hidden channels N.")
+@click.option("--filters", default=64, show_default=True, help="Hidden channels N.")
 @click.option("--latent", default=96, show_default=True, help="Latent channels M.")
 @click.option("--lr", default=3e-4, show_default=True, help="Peak Adam learning rate.")
 @click.option("--holdout", default=5, show_default=True, help="Photos held out for validation.")

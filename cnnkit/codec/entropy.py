@@ -1,0 +1,268 @@
+"""The learned factorized entropy model and range coding of quantised latents.
+
+Density model: Ballé, Minnen, Singh, Hwang & Johnston, "Variational image
+compression with a scale hyperprior", ICLR 2018, appendix 6.1. Each latent
+channel ``c`` has its own cumulative distribution ``c(x) = sigmoid(f_K(...f_1(x)))``
+with ``f_k(x) = g_k(H_k x + b_k)``, ``g_k(x) = x + a_k * tanh(x)``, ``H_k =
+softplus(.)`` (positive, so ``c`` is monotone) and ``a_k = tanh(.)`` (> -1, so each
+``g_k`` is monotone). The likelihood of a (noisy or rounded) latent ``y`` is the
+mass of the unit bin around it, ``p(y) = c(y + 1/2) - c(y - 1/2)`` (Ballé et al.
+2017, eq. (4)-(6)).
+
+Coding: :func:`integer_tables` turns the learned density into an INTEGER
+probability table per channel (total ``2**PRECISION``, one escape symbol for
+values outside the table), which is stored with the shipped model. Encoder and
+decoder build ``constriction`` categorical models from those integers only, so
+the decoded symbols never depend on the float arithmetic of the density model.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cnnkit.codec.gdn import lower_bound
+
+__all__ = ["FactorizedPrior", "integer_tables", "encode_symbols", "decode_symbols", "PRECISION"]
+
+# Ballé et al. use 3 hidden layers of 3 units per channel; more buys nothing measurable.
+_FILTERS = (3, 3, 3)
+# Smallest likelihood the rate term sees: keeps -log2 p finite for outliers.
+_LIKELIHOOD_BOUND = 1e-9
+
+
+@keras.saving.register_keras_serializable(package="cnnkit.codec")
+class FactorizedPrior(keras.layers.Layer):
+    """A learned univariate density per channel, returning per-element likelihoods.
+
+    Args:
+        init_scale: the initial density is roughly uniform over ``[-init_scale, init_scale]``.
+
+    Input: ``(batch, height, width, channels)`` latents ``y_tilde`` or ``y_hat``.
+    Output: ``likelihoods`` of the same shape, in ``(0, 1]``.
+    """
+
+    def __init__(self, init_scale: float = 10.0, **kwargs):
+        super().__init__(**kwargs)
+        self.init_scale = init_scale
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        self.channels = channels
+        filters = (1, *_FILTERS, 1)
+        scale = self.init_scale ** (1 / (len(filters) - 1))
+        self.matrices, self.biases, self.factors = [], [], []
+        for i in range(len(filters) - 1):
+            init = float(np.log(np.expm1(1 / scale / filters[i + 1])))
+            self.matrices.append(
+                self.add_weight(
+                    name=f"matrix_{i}",
+                    shape=(channels, filters[i + 1], filters[i]),
+                    initializer=keras.initializers.Constant(init),
+                )
+            )
+            self.biases.append(
+                self.add_weight(
+                    name=f"bias_{i}",
+                    shape=(channels, filters[i + 1], 1),
+                    initializer=keras.initializers.RandomUniform(-0.5, 0.5),
+                )
+            )
+            if i < len(filters) - 2:
+                self.factors.append(
+                    self.add_weight(name=f"factor_{i}", shape=(channels, filters[i + 1], 1), initializer="zeros")
+                )
+
+    def logits_cumulative(self, inputs: tf.Tensor) -> tf.Tensor:
+        """Logit of the cumulative ``c(x)``, Ballé et al. 2018 eq. (11)-(13).
+
+        Args:
+            inputs: ``(channels, 1, n)`` points per channel.
+
+        Returns:
+            ``(channels, 1, n)`` logits; ``sigmoid`` of them is the CDF.
+        """
+        logits = inputs
+        for i, (matrix, bias) in enumerate(zip(self.matrices, self.biases)):
+            logits = tf.linalg.matmul(tf.nn.softplus(matrix), logits) + bias
+            if i < len(self.factors):
+                logits += tf.tanh(self.factors[i]) * tf.tanh(logits)
+        return logits
+
+    def bin_mass(self, values: tf.Tensor) -> tf.Tensor:
+        """Probability mass of the unit bins centred on ``values``.
+
+        Args:
+            values: ``(channels, 1, n)``.
+
+        Returns:
+            ``(channels, 1, n)`` masses, not yet bounded away from zero.
+        """
+        lower = self.logits_cumulative(values - 0.5)
+        upper = self.logits_cumulative(values + 0.5)
+        # Subtract in the tail where the sigmoids are far from 1, so that
+        # 1 - 1 does not round the mass of an upper-tail bin to zero.
+        sign = tf.stop_gradient(-tf.sign(lower + upper))
+        return tf.abs(tf.sigmoid(sign * upper) - tf.sigmoid(sign * lower))
+
+    def call(self, y):
+        shape = tf.shape(y)
+        values = tf.reshape(tf.transpose(y, (3, 0, 1, 2)), (self.channels, 1, -1))
+        likelihoods = lower_bound(self.bin_mass(values), _LIKELIHOOD_BOUND)
+        likelihoods = tf.reshape(likelihoods, (self.channels, shape[0], shape[1], shape[2]))
+        return tf.transpose(likelihoods, (1, 2, 3, 0))
+
+    def get_config(self):
+        return {**super().get_config(), "init_scale": self.init_scale}
+
+
+# --- integer tables and range coding --------------------------------------------
+
+# Frequencies of each table sum to 2**PRECISION (constriction's range coder works at 24 bits or less).
+PRECISION = 16
+# Bins outside the table together get at least this mass (the escape symbol) ...
+_TAIL_MASS = 2.0**-12
+# ... and escaped values are sent as 16-bit two's-complement numbers with a uniform model.
+_ESCAPE_BITS = 16
+# The table search covers latents in [-_SEARCH_RADIUS, _SEARCH_RADIUS].
+_SEARCH_RADIUS = 1024
+
+
+def integer_tables(prior: FactorizedPrior) -> dict[str, np.ndarray]:
+    """Integer probability tables of the learned density, one per channel.
+
+    Channel ``c`` codes the symbols ``offset[c] + k`` for ``k < length[c]`` with
+    frequency ``pmf[c, k]``; ``pmf[c, length[c]]`` is the escape symbol for every
+    other value. Each row sums to ``2**PRECISION`` and every symbol has frequency
+    >= 1, so any latent can be coded.
+
+    Args:
+        prior: a built :class:`FactorizedPrior`.
+
+    Returns:
+        ``{"offset": (channels,) int32, "length": (channels,) int32,
+        "pmf": (channels, max_length + 1) int32}`` (unused entries are 0).
+    """
+    values = np.arange(-_SEARCH_RADIUS, _SEARCH_RADIUS + 1, dtype=np.float32)
+    grid = np.broadcast_to(values, (prior.channels, 1, values.size))
+    mass = prior.bin_mass(tf.constant(grid)).numpy()[:, 0].astype(np.float64)
+    offsets, rows = [], []
+    for channel_mass in mass:
+        # Trim the table where the cumulative tail mass stays below _TAIL_MASS / 2 on each side.
+        cumulative = np.cumsum(channel_mass)
+        first = int(np.searchsorted(cumulative, _TAIL_MASS / 2))
+        last = int(np.searchsorted(cumulative, cumulative[-1] - _TAIL_MASS / 2))
+        last = max(last, first)
+        kept = channel_mass[first : last + 1]
+        escape = max(1.0 - kept.sum(), _TAIL_MASS)
+        offsets.append(first - _SEARCH_RADIUS)
+        rows.append(_frequencies(np.append(kept, escape)))
+    width = max(len(r) for r in rows)
+    pmf = np.zeros((len(rows), width), np.int32)
+    for c, row in enumerate(rows):
+        pmf[c, : len(row)] = row
+    return {
+        "offset": np.asarray(offsets, np.int32),
+        "length": np.asarray([len(r) - 1 for r in rows], np.int32),
+        "pmf": pmf,
+    }
+
+
+def _frequencies(probabilities: np.ndarray) -> np.ndarray:
+    """Integer frequencies >= 1 summing to ``2**PRECISION``, closest to ``probabilities`` (largest remainders)."""
+    total = 1 << PRECISION
+    spare = total - probabilities.size  # every symbol first gets 1
+    if spare < 0:
+        raise ValueError(f"{probabilities.size} symbols do not fit a table of precision {PRECISION}")
+    share = probabilities / probabilities.sum() * spare
+    freq = np.floor(share).astype(np.int64)
+    order = np.argsort(-(share - freq), kind="stable")
+    freq[order[: spare - int(freq.sum())]] += 1
+    return (freq + 1).astype(np.int32)
+
+
+def _models(tables: dict[str, np.ndarray]) -> list:
+    """One constriction categorical model per channel, from the integer frequencies only.
+
+    ``frequency / 2**PRECISION`` is exact in float64, so every platform hands
+    constriction the same numbers and gets the same quantised model.
+    """
+    import constriction
+
+    return [
+        constriction.stream.model.Categorical(row[: n + 1].astype(np.float64) / (1 << PRECISION), perfect=False)
+        for row, n in zip(tables["pmf"], tables["length"])
+    ]
+
+
+def _escape_model():
+    import constriction
+
+    return constriction.stream.model.Uniform(1 << _ESCAPE_BITS)
+
+
+def encode_symbols(y_hat: np.ndarray, tables: dict[str, np.ndarray]) -> bytes:
+    """Range-code integer latents channel by channel.
+
+    Args:
+        y_hat: ``(height, width, channels)`` integers (any int or integral float dtype).
+        tables: from :func:`integer_tables`.
+
+    Returns:
+        The compressed bytes (a whole number of 32-bit words, little-endian).
+
+    Raises:
+        ValueError: a latent outside the 16-bit escape range (not produced by bounded images).
+    """
+    import constriction
+
+    y_hat = np.asarray(y_hat).astype(np.int64)
+    limit = 1 << (_ESCAPE_BITS - 1)
+    if y_hat.size and (y_hat.min() < -limit or y_hat.max() >= limit):
+        raise ValueError(f"latent out of the coded range [-{limit}, {limit})")
+    encoder = constriction.stream.queue.RangeEncoder()
+    escape = _escape_model()
+    for c, model in enumerate(_models(tables)):
+        values = y_hat[..., c].ravel() - tables["offset"][c]
+        outside = (values < 0) | (values >= tables["length"][c])
+        symbols = np.where(outside, tables["length"][c], values).astype(np.int32)
+        encoder.encode(symbols, model)
+        if outside.any():
+            raw = (y_hat[..., c].ravel()[outside] + limit).astype(np.int32)
+            encoder.encode(raw, escape)
+    return encoder.get_compressed().astype("<u4").tobytes()
+
+
+def decode_symbols(payload: bytes, tables: dict[str, np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """Inverse of :func:`encode_symbols`.
+
+    Args:
+        payload: the compressed bytes.
+        tables: the same tables the encoder used.
+        shape: ``(height, width)`` of the latent.
+
+    Returns:
+        ``(height, width, channels)`` int32 latents.
+
+    Raises:
+        ValueError: the payload is not a whole number of 32-bit words, or does not decode.
+    """
+    import constriction
+
+    if len(payload) % 4:
+        raise ValueError("payload is not a whole number of 32-bit words")
+    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+    decoder = constriction.stream.queue.RangeDecoder(words)
+    escape = _escape_model()
+    count = shape[0] * shape[1]
+    channels = []
+    limit = 1 << (_ESCAPE_BITS - 1)
+    for c, model in enumerate(_models(tables)):
+        symbols = np.asarray(decoder.decode(model, count), dtype=np.int64)
+        outside = symbols == tables["length"][c]
+        values = symbols + tables["offset"][c]
+        if outside.any():
+            values[outside] = np.asarray(decoder.decode(escape, int(outside.sum())), dtype=np.int64) - limit
+        channels.append(values.reshape(shape))
+    return np.stack(channels, axis=-1).astype(np.int32)

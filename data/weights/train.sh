@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Retrain the shipped `factorized` codec: one base model at a middle lambda, then a
+# short fine-tune from it per quality level (much cheaper than training each from scratch).
+# Usage: data/weights/train.sh [PHOTOS_DIR] [RUNS_DIR]   (from the repository root)
+# Every stage is resumable: rerun the script after an interruption; finished stages are skipped.
+set -euo pipefail
+PHOTOS=${1:-../shared/datasets/photos}
+RUNS=${2:-runs/compress-weights}
+COMMON=(--images "$PHOTOS" --model factorized --filters 64 --latent 96 --patch 128 --batch 8 --holdout 5 --epoch-steps 250)
+
+stage() {  # stage OUT ARGS...: run `compress train` unless OUT already holds a finished run
+  local out=$1; shift
+  if [[ -f $out/metrics.json ]]; then echo "skip $out (finished)"; return; fi
+  python cli.py compress train "${COMMON[@]}" --out "$out" "$@"
+}
+
+stage "$RUNS/base" --lmbda 0.007 --steps 5000 --lr 5e-4
+for q_lmbda in 1:0.0015 4:0.035 2:0.004 3:0.012; do
+  q=${q_lmbda%%:*}; lmbda=${q_lmbda#*:}
+  stage "$RUNS/q$q" --lmbda "$lmbda" --steps 1250 --lr 2e-4 --init "$RUNS/base"
+done
