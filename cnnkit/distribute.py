@@ -94,7 +94,9 @@ def setup_compute(
     Args:
         device: ``"auto"`` uses the GPUs TensorFlow sees, else the CPU;
             ``"cpu"`` hides every GPU; ``"gpu"`` requires at least one.
-        strategy: ``"one"`` trains on one device (the first GPU, else the CPU);
+        strategy: ``"one"`` trains on one device (the first GPU, else the
+            CPU) with TensorFlow's default strategy, which adds no
+            distribution machinery to Keras' training step;
             ``"mirrored"`` replicates the model over every visible GPU, or over
             the logical CPU devices when there is no GPU; ``"multiworker"``
             replicates over several processes or machines described by the
@@ -145,7 +147,7 @@ def setup_compute(
         len(gpus),
         [gpu.name for gpu in gpus],
         len(tf.config.list_logical_devices("CPU")),
-        type(chosen).__name__,
+        type(chosen).__name__.lstrip("_"),
         chosen.num_replicas_in_sync,
         f" (task {cluster['task']['type']}:{cluster['task']['index']})" if cluster else "",
         precision,
@@ -422,7 +424,10 @@ def _local_strategy(strategy: str, gpus: list) -> tf.distribute.Strategy:
     if strategy == "auto":
         strategy = "mirrored" if len(devices) > 1 else "one"
     if strategy == "one":
-        return tf.distribute.OneDeviceStrategy(devices[0])
+        # Not OneDeviceStrategy: the default strategy places ops on the first
+        # GPU (else the CPU) just the same, while Keras then skips distributed
+        # datasets and per-replica reductions, and nothing needs a scope.
+        return tf.distribute.get_strategy()
     return tf.distribute.MirroredStrategy(devices)
 
 

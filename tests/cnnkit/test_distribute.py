@@ -174,7 +174,7 @@ import tensorflow as tf
 from cnnkit import distribute, models
 
 mirrored = distribute.setup_compute(device="cpu", strategy="mirrored", logical_cpus=2)
-one = tf.distribute.OneDeviceStrategy("/cpu:0")
+one = tf.distribute.get_strategy()  # what --strategy one gives
 rng = np.random.default_rng(0)
 x = rng.random((32, 8, 8, 1), dtype=np.float32)
 y = rng.integers(0, 3, size=32)
