@@ -240,10 +240,79 @@ def train_speech(**options) -> None:
 # --- compress -----------------------------------------------------------------
 
 
+def _weights_option(function):
+    return click.option(
+        "--weights", default=None, help="Folder of codec files <model>-q<N>.npz (default: the shipped data/weights)."
+    )(function)
+
+
 @main.group(invoke_without_command=True)
+@click.option("--out", default=None, help="Report folder (default runs/compress-<time>).")
+@click.option("--quality", default=2, show_default=True, help="Quality level of the .cnz files (1 = lowest rate).")
+@click.option("--model", default="factorized", show_default=True, help="Codec: factorized or lecture-ae.")
+@_weights_option
+@click.option("--max-side", default=None, type=int, help="Shrink the sample photos to at most this many pixels per side.")
+@click.option("--crop", default=128, show_default=True, help="Side of the side-by-side crops.")
 @click.pass_context
-def compress(ctx: click.Context) -> None:
-    """Learned image compression to .cnz files, measured against JPEG and WebP."""
+def compress(ctx: click.Context, **options) -> None:
+    """Learned image compression to .cnz files, measured against JPEG and WebP.
+
+    Without a subcommand: code scikit-image's astronaut, coffee and chelsea photos
+    with the shipped codec and write a report (JSON, RD plot, crops) to --out.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from pipelines import image_compression
+
+    report = image_compression.run(image_compression.Config(**options))
+    print_json({"out": report["out"], "mean": report["mean"], "bd_rate": report["rd"]["bd_rate"]})
+
+
+@compress.command("encode")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--out", required=True, help="Folder for the .cnz files.")
+@click.option("--quality", default=2, show_default=True, help="Quality level (1 = lowest rate).")
+@click.option("--model", default="factorized", show_default=True, help="Codec: factorized or lecture-ae.")
+@_weights_option
+def compress_encode(**options) -> None:
+    """Compress PNG/JPEG/BMP images (any size; grey stays grey, other modes become RGB) to .cnz."""
+    from pipelines import image_compression
+
+    print_json(image_compression.encode(image_compression.EncodeConfig(**options)))
+
+
+@compress.command("decode")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--out", required=True, help="Folder for the decoded PNGs.")
+@_weights_option
+def compress_decode(**options) -> None:
+    """Decompress .cnz files to PNG (grey PNG for grey sources, RGB otherwise)."""
+    from pipelines import image_compression
+
+    print_json(image_compression.decode(image_compression.DecodeConfig(**options)))
+
+
+@compress.command("eval")
+@click.option("--images", required=True, help="Folder of images to measure on.")
+@click.option("--model", default="factorized", show_default=True, help="Codec: factorized or lecture-ae.")
+@_weights_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (codec, jpeg, webp, bd_rate).")
+def compress_eval(as_json: bool, **options) -> None:
+    """Rate-distortion of every quality level against JPEG (4:2:0) and WebP, with BD-rates."""
+    from pipelines import image_compression
+
+    report = image_compression.evaluate(image_compression.EvalConfig(**options))
+    if as_json:
+        print_json(report)
+        return
+    click.echo(f"{'':>8} {'bpp':>6} {'PSNR':>6} {'MS-SSIM':>7} {'JPEG':>6} {'WebP':>6}   ({report['images']} images)")
+    for i, point in enumerate(report["codec"]):
+        baseline = [report[name]["psnr_at_codec_bpp"][i]["psnr"] for name in ("jpeg", "webp")]
+        cells = " ".join(f"{v:6.2f}" if v is not None else f"{'-':>6}" for v in baseline)
+        ssim = f"{point['ms_ssim']:7.4f}" if point["ms_ssim"] is not None else f"{'-':>7}"
+        click.echo(f"q{point['quality']:<7} {point['bpp']:6.3f} {point['psnr']:6.2f} {ssim} {cells}")
+    for name, value in report["bd_rate"].items():
+        click.echo(f"BD-rate vs {name.upper()}: " + (f"{value:+.1f}%" if value is not None else "n/a (curves do not overlap)"))
 
 
 @compress.command("train")
@@ -260,6 +329,7 @@ def compress(ctx: click.Context) -> None:
 @click.option("--holdout", default=5, show_default=True, help="Photos held out for validation.")
 @click.option("--epoch-steps", default=250, show_default=True, help="Steps between validations and checkpoints.")
 @click.option("--init", default=None, help="Start from this run folder's model (fine-tune another --lmbda).")
+@click.option("--quality", default=1, show_default=True, help="Quality level recorded in the exported codec file.")
 @click.option("--seed", default=0, show_default=True, help="Random seed.")
 def compress_train(**options) -> None:
     """Train a codec on random crops of --images for rate + lmbda * MSE."""

@@ -2,14 +2,26 @@
 
 Jobs (each with its frozen config, one field per CLI option of ``cli.py compress``):
 
+* :func:`run` (:class:`Config`) -- the offline main job: code scikit-image's
+  sample photos with the shipped codec, report bpp/PSNR/MS-SSIM against JPEG and
+  WebP at the same rate, and draw the RD plot and side-by-side crops.
+* :func:`encode` / :func:`decode` (:class:`EncodeConfig`, :class:`DecodeConfig`)
+  -- image files <-> ``.cnz`` files.
+* :func:`evaluate` (:class:`EvalConfig`) -- RD points of every quality level,
+  the JPEG/WebP sweeps and the BD-rates on a folder of images.
 * :func:`train` (:class:`TrainConfig`) -- fit a codec of :mod:`cnnkit.codec.models`
   on random crops of a folder of photos for ``rate + lmbda * MSE``, resumable,
-  with validation on held-out photos, and export it as a shippable codec file.
+  with validation on held-out photos, and export it as a codec file.
+
+Shipped codec files live in ``data/weights`` as ``<model>-q<quality>.npz``
+(see :mod:`cnnkit.codec.codec`).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,10 +31,12 @@ import tensorflow as tf
 from PIL import Image
 
 from cnnkit import runs, training
-from cnnkit.codec import models
+from cnnkit.codec import baselines, bitstream, codec, metrics, models
 from cnnkit.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+# The shipped codec files, beside the package in the repository.
+WEIGHTS_DIR = str(Path(__file__).resolve().parents[1] / "data" / "weights")
 
 
 # --- photos -------------------------------------------------------------------
@@ -54,17 +68,370 @@ def split_holdout(files: list[Path], holdout: int) -> tuple[list[Path], list[Pat
     return files[:-holdout], files[-holdout:]
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as ``(height, width, 3)`` uint8 RGB (grey, palette and RGBA are converted).
+def read_pixels(path: str | Path) -> np.ndarray:
+    """Read an image file as the codec codes it: ``(height, width)`` grey or ``(height, width, 3)`` RGB uint8.
+
+    Grey modes stay grey; palette, RGBA and the rest become RGB (see :func:`cnnkit.codec.codec.to_pixels`).
 
     Raises:
         InputError: unreadable or not an image.
     """
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, ValueError) as error:
+            return codec.to_pixels(image)
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise InputError(f"'{path}': not a readable image ({error})") from error
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as ``(height, width, 3)`` uint8 RGB."""
+    pixels = read_pixels(path)
+    return np.repeat(pixels[..., None], 3, axis=-1) if pixels.ndim == 2 else pixels
+
+
+def _write_png(pixels: np.ndarray, path: Path) -> None:
+    tmp = runs.temporary_path(path)
+    Image.fromarray(pixels).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def _write_bytes(data: bytes, path: Path) -> None:
+    with runs.atomic_open(path, "wb") as f:
+        f.write(data)
+
+
+def _output_dir(out: str) -> Path:
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"-o/--out '{out}': exists and is not a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# --- codecs -------------------------------------------------------------------
+
+
+def load_codecs(weights: str | None, model: str) -> dict[int, codec.Codec]:
+    """Every quality level of ``model`` in the folder ``weights`` (None: the shipped codecs), loaded.
+
+    Raises:
+        InputError: unknown model, or no codec files for it there.
+    """
+    if model not in models.names():
+        raise InputError(f"--model {model!r}: unknown; expected one of: {', '.join(models.names())}")
+    return {q: codec.load(path) for q, path in codec.find(weights or WEIGHTS_DIR, model).items()}
+
+
+def _pick(codecs: dict[int, codec.Codec], quality: int) -> codec.Codec:
+    if quality not in codecs:
+        raise InputError(f"--quality {quality}: not available; expected one of: {', '.join(map(str, codecs))}")
+    return codecs[quality]
+
+
+def rate_distortion(codec_: codec.Codec, pixels: np.ndarray) -> tuple[dict, bytes, np.ndarray]:
+    """Encode and decode one image; measure the real file rate and the distortion.
+
+    Returns:
+        ``({"bpp", "psnr", "ms_ssim", "ms_ssim_scales"}, file bytes, decoded pixels)``.
+    """
+    data = codec_.encode(pixels)
+    decoded = codec_.decode(data)
+    ssim, scales = metrics.ms_ssim(pixels, decoded)
+    point = {
+        "bpp": metrics.bits_per_pixel(len(data), *pixels.shape[:2]),
+        "psnr": metrics.psnr(pixels, decoded),
+        "ms_ssim": ssim,
+        "ms_ssim_scales": scales,
+    }
+    return point, data, decoded
+
+
+def _mean_points(points: list[dict]) -> dict:
+    ssims = [p["ms_ssim"] for p in points if p["ms_ssim"] is not None]
+    return {
+        "bpp": float(np.mean([p["bpp"] for p in points])),
+        "psnr": float(np.mean([p["psnr"] for p in points])),
+        "ms_ssim": float(np.mean(ssims)) if ssims else None,
+        # Images too small for any SSIM scale (< 11 px) are left out of the mean, and counted here.
+        "ms_ssim_skipped": len(points) - len(ssims),
+    }
+
+
+def rd_report(codecs: dict[int, codec.Codec], images: list[np.ndarray]) -> dict:
+    """RD points of every quality level, JPEG/WebP sweeps interpolated at those rates, and BD-rates.
+
+    Args:
+        codecs: quality -> codec.
+        images: uint8 pixels, grey or RGB.
+
+    Returns:
+        ``{"codec": [{"quality", "bpp", "psnr", "ms_ssim", ...}], "jpeg": {...},
+        "webp": {...}, "bd_rate": {"jpeg": percent, "webp": percent}}``; each
+        baseline entry holds its ``curve`` and ``psnr_at_codec_bpp``.
+    """
+    rgb = [np.repeat(p[..., None], 3, axis=-1) if p.ndim == 2 else p for p in images]
+    points = []
+    for quality, codec_ in codecs.items():
+        per_image = [rate_distortion(codec_, pixels)[0] for pixels in images]
+        points.append({"quality": quality, **_mean_points(per_image)})
+    report: dict = {"codec": points}
+    for name in baselines.CODECS:
+        curve = baselines.sweep(rgb, name)
+        report[name] = {
+            "curve": curve,
+            "psnr_at_codec_bpp": [
+                {"quality": p["quality"], "bpp": p["bpp"], "psnr": baselines.interpolate_psnr(curve, p["bpp"])}
+                for p in points
+            ],
+        }
+    report["bd_rate"] = {name: baselines.bd_rate(report[name]["curve"], points) for name in baselines.CODECS}
+    return report
+
+
+# --- the main job -------------------------------------------------------------
+
+# scikit-image's bundled lossless photos: offline, and never seen in training.
+SAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Options of ``compress`` without a subcommand."""
+
+    out: str | None = None  # report folder; default runs/compress-<time>
+    quality: int = 2  # quality level of the .cnz files and the per-image table
+    model: str = "factorized"  # codec architecture
+    weights: str | None = None  # folder of codec files; None: the shipped ones
+    max_side: int | None = None  # shrink the sample photos to at most this many pixels per side (quick runs)
+    crop: int = 128  # side of the side-by-side crops
+
+
+def sample_photos(max_side: int | None = None) -> dict[str, np.ndarray]:
+    """scikit-image's astronaut, coffee and chelsea photos as RGB uint8, optionally shrunk."""
+    import skimage.data
+
+    photos = {}
+    for name in SAMPLE_PHOTOS:
+        pixels = getattr(skimage.data, name)()
+        if max_side and max(pixels.shape[:2]) > max_side:
+            image = Image.fromarray(pixels)
+            image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+            pixels = np.asarray(image)
+        photos[name] = pixels
+    return photos
+
+
+def run(cfg: Config) -> dict:
+    """Compress the sample photos, decode them, and report against JPEG and WebP.
+
+    Writes to ``cfg.out``: ``<photo>.cnz`` and the decoded ``<photo>.png`` at
+    ``cfg.quality``, ``report.json`` (per photo and mean bpp/PSNR/MS-SSIM, JPEG
+    and WebP PSNR at the same bpp, the RD points of every quality level and the
+    BD-rates), ``rd.png`` and ``crops.png``.
+
+    Returns:
+        The report.
+    """
+    codecs = load_codecs(cfg.weights, cfg.model)
+    chosen = _pick(codecs, cfg.quality)
+    out = _output_dir(cfg.out or runs.default_out("compress"))
+    photos = sample_photos(cfg.max_side)
+    per_photo, crops = {}, {}
+    for name, pixels in photos.items():
+        point, data, decoded = rate_distortion(chosen, pixels)
+        _write_bytes(data, out / f"{name}.cnz")
+        _write_png(decoded, out / f"{name}.png")
+        row = {"height": pixels.shape[0], "width": pixels.shape[1], "bytes": len(data), **point}
+        crops[name] = {"original": pixels, "cnz": (decoded, point)}
+        for baseline in baselines.CODECS:
+            curve = baselines.sweep([pixels], baseline)
+            row[f"{baseline}_psnr_at_same_bpp"] = baselines.interpolate_psnr(curve, point["bpp"])
+            closest = min(curve, key=lambda p: abs(p["bpp"] - point["bpp"]))
+            data_b, decoded_b = baselines.compress(pixels, baseline, closest["quality"])
+            bpp_b = metrics.bits_per_pixel(len(data_b), *pixels.shape[:2])
+            crops[name][baseline] = (decoded_b, {"bpp": bpp_b, "psnr": metrics.psnr(pixels, decoded_b)})
+        per_photo[name] = row
+    mean = {
+        key: float(np.mean([r[key] for r in per_photo.values()]))
+        for key in ("bpp", "psnr", "ms_ssim", "jpeg_psnr_at_same_bpp", "webp_psnr_at_same_bpp")
+        if all(r[key] is not None for r in per_photo.values())
+    }
+    report = {
+        "out": str(out),
+        "model": cfg.model,
+        "quality": cfg.quality,
+        "latent_ratio": chosen.model.latent_ratio(),
+        "photos": per_photo,
+        "mean": mean,
+        "rd": rd_report(codecs, list(photos.values())),
+    }
+    runs.write_json(out / "report.json", report)
+    _plot_rd(report["rd"], out / "rd.png", f"{cfg.model} on {', '.join(photos)}")
+    _plot_crops(crops, cfg.crop, out / "crops.png")
+    return report
+
+
+def _plot_rd(rd: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.plot([p["bpp"] for p in rd["codec"]], [p["psnr"] for p in rd["codec"]], "o-", label="cnnkit (.cnz)")
+    for name in baselines.CODECS:
+        curve = rd[name]["curve"]
+        ax.plot([p["bpp"] for p in curve], [p["psnr"] for p in curve], ".--", label=name.upper())
+    top = max(p["bpp"] for p in rd["codec"]) * 1.5
+    ax.set(xlim=(0, top), xlabel="bits per pixel (file size)", ylabel="PSNR (dB, RGB)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = runs.temporary_path(path)
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _plot_crops(crops: dict, side: int, path: Path) -> None:
+    """One row per photo: the centre crop of the original, the .cnz decode, JPEG and WebP at the nearest rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = ("original", "cnz", *baselines.CODECS)
+    fig, axes = plt.subplots(len(crops), len(columns), figsize=(3 * len(columns), 3 * len(crops)), squeeze=False)
+    for row, (name, images) in zip(axes, crops.items()):
+        height, width = images["original"].shape[:2]
+        top, left = max((height - side) // 2, 0), max((width - side) // 2, 0)
+        for ax, column in zip(row, columns):
+            pixels, point = (images[column], None) if column == "original" else images[column]
+            ax.imshow(pixels[top : top + side, left : left + side], cmap="gray", vmin=0, vmax=255)
+            label = f"{name}: original" if point is None else f"{column}: {point['bpp']:.2f} bpp, {point['psnr']:.1f} dB"
+            ax.set_title(label, fontsize=9)
+            ax.axis("off")
+    fig.tight_layout()
+    tmp = runs.temporary_path(path)
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# --- encode / decode ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """Options of ``compress encode``."""
+
+    inputs: tuple[str, ...]  # image files (PNG/JPEG/BMP, any size and mode)
+    out: str  # folder for the .cnz files (<stem>.cnz)
+    quality: int = 2  # quality level, 1 = lowest rate
+    model: str = "factorized"  # codec architecture
+    weights: str | None = None  # folder of codec files <model>-q<quality>.npz; None: the shipped ones
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Options of ``compress decode``."""
+
+    inputs: tuple[str, ...]  # .cnz files
+    out: str  # folder for the decoded PNGs (<stem>.png)
+    weights: str | None = None  # folder of codec files; None: the shipped ones
+
+
+def encode(cfg: EncodeConfig) -> list[dict]:
+    """Compress image files to ``<out>/<stem>.cnz``.
+
+    Returns:
+        One ``{"input", "output", "height", "width", "channels", "bytes", "bpp"}`` per file.
+
+    Raises:
+        InputError: unreadable input, unknown model or quality.
+    """
+    codec_ = _pick(load_codecs(cfg.weights, cfg.model), cfg.quality)
+    out = _output_dir(cfg.out)
+    results = []
+    for path in map(Path, cfg.inputs):
+        pixels = read_pixels(path)
+        data = codec_.encode(pixels)
+        target = out / f"{path.stem}.cnz"
+        _write_bytes(data, target)
+        height, width = pixels.shape[:2]
+        results.append(
+            {
+                "input": str(path),
+                "output": str(target),
+                "height": height,
+                "width": width,
+                "channels": 1 if pixels.ndim == 2 else 3,
+                "bytes": len(data),
+                "bpp": metrics.bits_per_pixel(len(data), height, width),
+            }
+        )
+    return results
+
+
+def decode(cfg: DecodeConfig) -> list[dict]:
+    """Decompress ``.cnz`` files to ``<out>/<stem>.png`` (grey PNG for grey sources, RGB otherwise).
+
+    Decoding is deterministic: the same file gives the same pixels in every
+    run and process on the same platform (TensorFlow's deterministic ops).
+
+    Returns:
+        One ``{"input", "output", "height", "width", "channels"}`` per file.
+
+    Raises:
+        InputError: a bad file (see :mod:`cnnkit.codec.bitstream`) or missing codec.
+    """
+    tf.config.experimental.enable_op_determinism()
+    out = _output_dir(cfg.out)
+    loaded: dict[tuple[str, int], codec.Codec] = {}
+    results = []
+    for path in map(Path, cfg.inputs):
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise InputError(f"'{path}': cannot read ({error.strerror or error})") from error
+        header, _ = bitstream.unpack(data, str(path))
+        key = (header.model, header.quality)
+        if key not in loaded:
+            weights = cfg.weights or WEIGHTS_DIR
+            files = codec.find(weights, header.model) if header.model in models.names() else {}
+            if header.quality not in files:
+                raise InputError(f"'{path}': needs codec {header.model} quality {header.quality}, not in '{weights}'")
+            loaded[key] = codec.load(files[header.quality])
+        pixels = loaded[key].decode(data, str(path))
+        target = out / f"{path.stem}.png"
+        _write_png(pixels, target)
+        results.append(
+            {"input": str(path), "output": str(target), "height": header.height, "width": header.width, "channels": header.channels}
+        )
+    return results
+
+
+# --- evaluate -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Options of ``compress eval``."""
+
+    images: str  # folder of images to measure on
+    model: str = "factorized"  # codec architecture
+    weights: str | None = None  # folder of codec files; None: the shipped ones
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    """Rate-distortion of every quality level on a folder of images, against JPEG and WebP.
+
+    Returns:
+        See :func:`rd_report`, plus ``"images"`` (how many were measured).
+    """
+    codecs = load_codecs(cfg.weights, cfg.model)
+    images = [read_pixels(p) for p in list_images(cfg.images)]
+    return {"images": len(images), **rd_report(codecs, images)}
 
 
 # --- train --------------------------------------------------------------------
@@ -87,6 +454,7 @@ class TrainConfig:
     holdout: int = 5  # photos held out for validation
     epoch_steps: int = 250  # steps between validations and resume checkpoints
     init: str | None = None  # start from this run's model.keras (fine-tuning another lmbda)
+    quality: int = 1  # quality level recorded in the exported codec file <out>/<model>-q<quality>.npz
     seed: int = 0  # crop sampling and initialisation
 
 
@@ -122,11 +490,29 @@ def _validation(images: list[np.ndarray], patch: int) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensors(np.stack(crops))
 
 
+def export(run_dir: str | Path, quality: int, path: str | Path) -> Path:
+    """Write the codec file of a training run (its best weights, see :func:`cnnkit.codec.codec.save`).
+
+    Raises:
+        InputError: ``run_dir`` is not a compress training run with a saved model.
+    """
+    run_dir = Path(run_dir)
+    try:
+        config = json.loads((run_dir / runs.CONFIG).read_text(encoding="utf-8"))
+        model = models.build(config["model"], filters=config["filters"], latent=config["latent"], lmbda=config["lmbda"])
+        model.load_weights(run_dir / runs.MODEL)
+    except (OSError, ValueError, KeyError) as error:
+        raise InputError(f"'{run_dir}': not a compress training run with a saved model ({error})") from error
+    return codec.save(model, quality, path)
+
+
 def train(cfg: TrainConfig) -> dict:
-    """Train a codec and export it to ``<out>/codec.npz``.
+    """Train a codec, export it to ``<out>/<model>-q<quality>.npz`` and measure it on the held-out photos.
 
     Returns:
-        ``{"out", "steps", "history": last epoch's logs, "latent_ratio", "skipped_small_images"}``.
+        ``{"out", "codec_file", "steps", "train_seconds", "history": last epoch's logs,
+        "validation": mean real-file RD on the held-out photos, "latent_ratio",
+        "skipped_small_images"}``.
 
     Raises:
         InputError: bad folder, options, or a run folder holding a different run.
@@ -164,13 +550,18 @@ def train(cfg: TrainConfig) -> dict:
         verbose=False,
         examples_per_epoch=cfg.epoch_steps * cfg.batch,
     )
-    metrics = {
+    codec_file = export(run_dir, cfg.quality, run_dir / f"{cfg.model}-q{cfg.quality}.npz")
+    trained = codec.load(codec_file)
+    held_out_points = [rate_distortion(trained, read_pixels(f))[0] for f in val_files]
+    summary = {
         "out": str(run_dir),
+        "codec_file": str(codec_file),
         "steps": result.epochs_run * cfg.epoch_steps,
         "train_seconds": result.train_seconds,
         "history": result.history[-1] if result.history else {},
+        "validation": {"images": [f.name for f in val_files], **_mean_points(held_out_points)},
         "latent_ratio": model.latent_ratio(),
         "skipped_small_images": len(photos) - len(usable),
     }
-    runs.finish(run_dir, metrics)
-    return metrics
+    runs.finish(run_dir, summary)
+    return summary
