@@ -5,12 +5,30 @@ import pytest
 
 from cnnkit import models
 from cnnkit.errors import InputError
-from cnnkit.models.blocks import downsampling_plan
 
 
 def test_names_lists_every_architecture():
-    assert {"lecture"} <= set(models.names())
-    assert models.names() == sorted(models.names())
+    assert models.names() == [
+        "alexnet", "bcresnet", "dscnn", "googlenet", "lecture", "resnet18", "resnet34", "resnet50", "vgg16", "vgg19",
+    ]
+
+
+def test_options_report_builder_defaults():
+    assert models.options("lecture") == {"filters": (32, 64), "kernel_size": 3, "dense_units": 128, "dropout": 0.5}
+    assert models.options("resnet50") == {"width": 1.0}
+
+
+def test_conv_layers_resolve_both_flavours():
+    import keras
+
+    from cnnkit import handgrad
+
+    assert models.conv_layers("keras").Conv2D is keras.layers.Conv2D
+    hg = models.conv_layers("handgrad")
+    assert (hg.Conv2D, hg.MaxPooling2D, hg.AveragePooling2D, hg.Dense) == (
+        handgrad.Conv2D, handgrad.MaxPooling2D, handgrad.AveragePooling2D, handgrad.Dense,
+    )
+    assert issubclass(hg.Conv2D, keras.layers.Conv2D)
 
 
 def test_unknown_name_lists_valid_names():
@@ -37,20 +55,6 @@ def test_unknown_option_and_conv_are_rejected():
         models.build("lecture", (8, 8, 1), 10, conv="torch")
     with pytest.raises(InputError, match=r"dropout=1\.5"):
         models.build("lecture", (8, 8, 1), 10, dropout=1.5)
-
-
-@pytest.mark.parametrize(
-    ("sides", "steps", "plan"),
-    [
-        ((224, 224), 5, (2, 2, 2, 2, 2)),  # ImageNet: untouched, final map 7x7
-        ((32, 32), 5, (1, 2, 2, 2, 2)),  # CIFAR: the stem halving goes, final 2x2
-        ((8, 8), 5, (1, 1, 1, 2, 2)),  # sklearn digits: final 2x2
-        ((98, 40), 5, (2, 2, 2, 2, 2)),  # 40-band spectrogram: ceil(40/32) = 2
-        ((1, 1), 2, (1, 1)),  # nothing can be halved
-    ],
-)
-def test_downsampling_plan_drops_the_earliest_halvings(sides, steps, plan):
-    assert downsampling_plan(sides, steps) == plan
 
 
 def test_small_input_adaptation_shows_in_the_model_name():
