@@ -208,6 +208,29 @@ for conv in ("keras", "handgrad"):
         report[conv] = {"one": train(one, conv, initial), "mirrored": train(mirrored, conv, initial)}
     except Exception as error:
         report[conv] = {"error": repr(error)}
+
+
+def resume_mirrored(run_dir):
+    # Two epochs, then a third in a new fit call that must resume from the backup.
+    from cnnkit import training
+
+    attempts = []
+    for epochs in (2, 3):
+        with mirrored.scope():
+            model = models.build("lecture", (8, 8, 1), 3, filters=(4,), dense_units=0, dropout=0.0)
+            training.compile_classifier(model, epochs=3, steps_per_epoch=4)
+        data = distribute.shard_by_data(tf.data.Dataset.from_tensor_slices((x, y)).batch(8))
+        result = training.fit(model, data, epochs=epochs, run_dir=run_dir, verbose=False)
+        attempts.append([result.initial_epoch, [row["epoch"] for row in result.history], int(model.optimizer.iterations.numpy())])
+    return attempts
+
+
+try:
+    import tempfile
+
+    report["resume"] = resume_mirrored(tempfile.mkdtemp())
+except Exception as error:
+    report["resume"] = {"error": repr(error)}
 print(json.dumps(report))
 """
 
@@ -215,6 +238,14 @@ print(json.dumps(report))
 @pytest.fixture(scope="module")
 def mirrored_vs_one() -> dict:
     return _run_script(_MIRRORED_VS_ONE)
+
+
+@pytest.mark.slow
+def test_mirrored_training_resumes_from_its_backup(mirrored_vs_one):
+    resume = mirrored_vs_one["resume"]
+    assert "error" not in resume, resume
+    # [initial epoch, epochs in the history, optimizer steps]: 4 steps per epoch.
+    assert resume == [[0, [0, 1], 8], [2, [0, 1, 2], 12]]
 
 
 @pytest.mark.slow
