@@ -103,22 +103,22 @@ def _given(options: dict) -> dict:
 @click.option("--image-size", type=int, help="Square side in pixels (default: digits 16, else the dataset's own).")
 @click.option("--val-fraction", type=float, help="Validation share of the examples (default 0.1).")
 @click.option("--test-fraction", type=float, help="Test share, for datasets without a test split (default 0.2).")
-@click.option("--augment", help="none (default) | basic: random shift, rotation, zoom (and flips where allowed).")
+@click.option("--augment", help="basic (default): random shift, rotation, zoom (and flips where allowed) | none.")
 @click.option("--model", help="A model of the zoo (default lecture).")
 @click.option("--conv", help="keras (default) | handgrad: hand-written-gradient layers.")
-@click.option("--epochs", type=int, help="Training epochs.")
-@click.option("--batch-size", type=int, help="Batch per replica.")
-@click.option("--lr", type=float, help="Peak learning rate of the warm-up/cosine schedule.")
-@click.option("--warmup-epochs", type=float, help="Length of the linear learning-rate warm-up.")
+@click.option("--epochs", type=int, help="Training epochs (default 40).")
+@click.option("--batch-size", type=int, help="Batch per replica (default 32).")
+@click.option("--lr", type=float, help="Peak learning rate of the warm-up/cosine schedule (default 3e-3).")
+@click.option("--warmup-epochs", type=float, help="Length of the linear learning-rate warm-up (default 1).")
 @click.option("--optimizer", help="adam (default) | sgd.")
-@click.option("--patience", type=int, help="Stop after this many epochs without val_loss improvement (0: never).")
+@click.option("--patience", type=int, help="Stop after this many epochs without val_loss improvement (default 0: never).")
 @click.option("--mixed-precision/--no-mixed-precision", default=None, help="bfloat16 on CPU, float16 on GPU.")
 @click.option("--jit/--no-jit", default=None, help="XLA-compile the train step.")
 @click.option("--device", help="auto (default) | cpu | gpu.")
 @click.option("--strategy", help="auto (default) | one | mirrored | multiworker (TF_CONFIG).")
 @click.option("--logical-cpus", type=int, help="Split the CPU into N logical devices (mirrored on CPU).")
 @click.option("--save-every", type=int, help="Also save the resume state every N steps.")
-@click.option("--seed", type=int, help="Seed of the split, initialisation, shuffling and augmentation.")
+@click.option("--seed", type=int, help="Seed of the split, initialisation, shuffling and augmentation (default 0).")
 @click.option("--quiet/--no-quiet", default=None, help="No progress bars or progress messages.")
 @click.option("--out", help="Run folder (default runs/<dataset>-<model>-<time>); rerun with the same --out to resume.")
 def train_image(**options) -> None:
@@ -128,9 +128,10 @@ def train_image(**options) -> None:
 
     result = image_classification.run(image_classification.Config(**_given(options)))
     speed = f", {result['images_per_second']:,.0f} images/s" if result["images_per_second"] else ""
+    skipped = f", {result['skipped_files']} files skipped (listed in metrics.json)" if result["skipped_files"] else ""
     click.echo(
         f"test accuracy {result['test_accuracy']:.4f}, loss {result['test_loss']:.4f} after {result['epochs_run']} epochs "
-        f"({result['train_seconds']:.1f} s training{speed}); run folder {result['run_dir']}"
+        f"({result['train_seconds']:.1f} s training{speed}{skipped}); run folder {result['run_dir']}"
     )
 
 
