@@ -266,12 +266,15 @@ class ResumeCheckpoint(keras.callbacks.Callback):
     def restore(self, model: keras.Model) -> int:
         """Load the newest state into ``model`` (compiled) and return the epoch to start at (0: none)."""
         for epoch, _step, path in sorted(self._states(), reverse=True):
-            if not model.optimizer.built:
-                model.optimizer.build(model.trainable_variables)
-            try:
-                model.load_weights(path)
-            except (OSError, ValueError):
-                continue  # unreadable (e.g. a disk error): fall back to the previous state
+            # The optimizer's slots must be created (and loaded) as mirrored
+            # variables under the strategy the model was built in.
+            with model.distribute_strategy.scope():
+                if not model.optimizer.built:
+                    model.optimizer.build(model.trainable_variables)
+                try:
+                    model.load_weights(path)
+                except (OSError, ValueError):
+                    continue  # unreadable (e.g. a disk error): fall back to the previous state
             return epoch
         return 0
 
