@@ -125,6 +125,7 @@ def run(cfg: Config) -> dict:
     with distribute.run_folder(out, strategy) as folder:
         with strategy.scope():
             model = models.build(cfg.model, input_shape, len(data.classes), conv=cfg.conv)
+            _faster_batch_norm_averages(model)
             training.compile_classifier(
                 model,
                 optimizer=cfg.optimizer,
@@ -250,6 +251,20 @@ def predict(run_dir: str, files: Sequence[str], top_k: int = 5) -> list[dict]:
     probs = model.predict(ds.map(lambda x, _y: x), verbose=0)
     classes = cfg["preprocessing"]["classes"]
     return [{"file": str(f), "top": top} for f, top in zip(files, metrics.top_k(probs, classes, top_k))]
+
+
+def _faster_batch_norm_averages(model: keras.Model) -> None:
+    """Batch-norm moving averages with momentum 0.9 (PyTorch's default) instead of Keras' 0.99.
+
+    A speech run is a few hundred steps. With 0.99, the moving variances keep
+    ``0.99**steps`` of their initial 1.0, while the true variances deep in
+    DS-CNN are ~1e-3: at inference every layer under-scales, the error
+    compounds, and after 300 steps the model still answers one class for
+    every clip (measured: 10% validation accuracy at 90% training accuracy).
+    """
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
 
 
 def _score(model: keras.Model, ds: tf.data.Dataset, split: speech.Split, classes: Sequence[str]) -> dict:

@@ -1,0 +1,69 @@
+"""cnnkit.audio.augment: crops, shifts, noise at a measured SNR, SpecAugment masks, speed change."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cnnkit.audio import augment
+
+SEED = tf.constant([3, 4], tf.int64)
+
+
+def test_fix_length_centres_for_evaluation():
+    x = tf.range(1, 11, dtype=tf.float32)
+    np.testing.assert_array_equal(augment.fix_length(x, 4), [4, 5, 6, 7])
+    np.testing.assert_array_equal(augment.fix_length(x[:3], 7), [0, 0, 1, 2, 3, 0, 0])
+
+
+def test_fix_length_random_crop_is_a_window_and_seeded():
+    x = tf.range(100, dtype=tf.float32)
+    crops = [augment.fix_length(x, 10, tf.constant([s, 0])).numpy() for s in range(20)]
+    for crop in crops:
+        np.testing.assert_array_equal(np.diff(crop), 1)  # a contiguous window of the clip
+    assert len({c[0] for c in crops}) > 5  # positions vary with the seed
+    np.testing.assert_array_equal(augment.fix_length(x, 10, SEED), augment.fix_length(x, 10, SEED))
+
+
+def test_time_shift_moves_the_clip_and_fills_with_zeros():
+    x = tf.range(1, 21, dtype=tf.float32)
+    y = augment.time_shift(x, 5, SEED).numpy()
+    shift = int(np.flatnonzero(y == 1)[0]) if 1 in y else -int(y[0] - 1)
+    np.testing.assert_array_equal(y, np.roll(np.pad(x.numpy(), 5), shift)[5:-5])
+    assert -5 <= shift <= 5
+
+
+def test_noise_is_mixed_at_the_requested_snr():
+    clean = tf.constant(np.sin(np.linspace(0, 400 * np.pi, 16000)), tf.float32)
+    noisy = augment.add_noise(clean, (12.0, 12.0), SEED)
+    noise = noisy - clean
+    snr = 10 * np.log10(np.mean(clean.numpy() ** 2) / np.mean(noise.numpy() ** 2))
+    assert snr == pytest.approx(12.0, abs=0.01)
+    # Pink: the lower half of the spectrum holds most of the noise power.
+    power = np.abs(np.fft.rfft(noise.numpy())) ** 2
+    assert power[: len(power) // 2].sum() > 5 * power[len(power) // 2 :].sum()
+
+
+def test_spec_augment_masks_bands_per_utterance_only():
+    x = tf.ones([4, 50, 20])
+    y = augment.spec_augment(x, SEED, time_masks=1, max_time=10, freq_masks=1, max_freq=5).numpy()
+    assert set(np.unique(y)) <= {0.0, 1.0}
+    for example in y:
+        zero_rows = np.flatnonzero((example == 0).all(axis=1))
+        zero_cols = np.flatnonzero((example == 0).all(axis=0))
+        assert len(zero_rows) <= 10 and len(zero_cols) <= 5
+        # Only whole rows and columns are masked.
+        masked = (example == 0)
+        expected = np.zeros_like(masked)
+        expected[zero_rows] = True
+        expected[:, zero_cols] = True
+        np.testing.assert_array_equal(masked, expected)
+    assert len({y[i].tobytes() for i in range(4)}) > 1  # each utterance its own masks
+
+
+def test_speed_perturb_changes_length_by_the_factor():
+    x = tf.sin(tf.linspace(0.0, 100.0, 10000))
+    lengths = [int(augment.speed_perturb(x, 0.2, tf.constant([s, 1])).shape[0]) for s in range(10)]
+    assert all(10000 / 1.2 - 1 <= n <= 10000 / 0.8 + 1 for n in lengths)
+    assert len(set(lengths)) > 3
