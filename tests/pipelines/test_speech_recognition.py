@@ -1,0 +1,112 @@
+"""pipelines.speech_recognition: a tiny synth-digits run, then evaluate and predict on it."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from cnnkit.data import speech, synth_speech
+from cnnkit.errors import InputError
+from pipelines import speech_recognition as sr
+
+# The default dataset, shrunk: 2 accents x 2 training voices x 10 digits, 2 unseen test voices.
+TINY_SYNTH = {"accents": ("en", "en-us"), "train_variants": ("m1", "f2"), "test_variants": ("m7",)}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("speech")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(speech.synth_speech, "load", functools.partial(synth_speech.load, **TINY_SYNTH))
+        cfg = sr.Config(
+            sample_rate=8000, duration=0.5, n_mels=20, epochs=1, batch_size=8, quiet=True,
+            cache_dir=str(folder / "cache"), out=str(folder / "run"), speed_perturb=0.1,
+        )  # fmt: skip
+        result = sr.run(cfg)
+        yield folder, result
+
+
+@pytest.mark.slow
+def test_run_writes_metrics_with_per_speaker_accuracy(finished_run):
+    folder, result = finished_run
+    run_dir = folder / "run"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["task"] == "speech" and metrics["examples"]["test"] == 20
+    assert set(metrics["per_speaker"]) == {"en+m7", "en-us+m7"}
+    per_speaker = [row["accuracy"] * row["n"] for row in metrics["per_speaker"].values()]
+    assert sum(per_speaker) / 20 == pytest.approx(metrics["test_accuracy"])
+    assert metrics["worst_speaker"] in metrics["per_speaker"]
+    assert np.sum(metrics["confusion_matrix"]) == 20
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["task"] == "speech" and config["preprocessing"]["input_shape"] == [48, 20, 1]
+    for name in ("model.keras", "history.csv", "curves.png", "confusion_matrix.png", "misclassified.png"):
+        assert (run_dir / name).is_file()
+    assert result["run_dir"] == str(run_dir)
+
+
+@pytest.mark.slow
+def test_evaluate_repeats_the_test_score_and_predict_ranks_words(finished_run, tmp_path, monkeypatch):
+    folder, result = finished_run
+    run_dir = str(folder / "run")
+    monkeypatch.setattr(speech.synth_speech, "load", functools.partial(synth_speech.load, **TINY_SYNTH))
+    report = sr.evaluate(run_dir, "synth-digits", "test", cache_dir=str(folder / "cache"))
+    assert report["n"] == 20 and report["accuracy"] == pytest.approx(result["test_accuracy"])
+    assert report["per_speaker"] == result["per_speaker"]
+
+    clip = synth_speech.load(folder / "cache", sample_rate=8000, **TINY_SYNTH)["test"][0][3]
+    wav = tmp_path / "three.wav"
+    sf.write(wav, clip, 8000, subtype="PCM_16")
+    [prediction] = sr.predict(run_dir, [str(wav)], top_k=3)
+    probabilities = [row["probability"] for row in prediction["top"]]
+    assert prediction["file"] == str(wav) and len(probabilities) == 3
+    assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1.0 + 1e-6
+    assert {row["label"] for row in prediction["top"]} <= set(synth_speech.DIGITS)
+
+    (tmp_path / "fake.wav").write_text("hello")
+    with pytest.raises(InputError, match="fake.wav': not a readable WAV"):
+        sr.predict(run_dir, [str(wav), str(tmp_path / "fake.wav")])
+    with pytest.raises(InputError, match="--subset 'holdout'"):
+        sr.evaluate(run_dir, "synth-digits", "holdout")
+
+
+@pytest.mark.slow
+def test_cli_evaluate_on_a_folder_of_new_recordings(finished_run, tmp_path):
+    import cli
+
+    folder, _ = finished_run
+    for label in ("one", "two"):
+        for i in range(2):
+            clip = 0.3 * np.sin(np.arange(4000) * (0.1 + 0.05 * i + (label == "two") * 0.2))
+            (tmp_path / label).mkdir(exist_ok=True)
+            sf.write(tmp_path / label / f"{i}.wav", clip, 8000)
+    outcome = CliRunner().invoke(cli.main, ["evaluate", str(folder / "run"), "--dataset", f"folder:{tmp_path}", "--json"])
+    assert outcome.exit_code == 0, outcome.output
+    report = json.loads(outcome.output)
+    assert report["n"] == 4 and report["subset"] == "all"
+    assert sum(row["support"] for row in report["per_class"].values()) == 4
+    assert report["per_class"]["one"]["support"] == 2
+
+
+def test_bad_options_fail_before_anything_is_written(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(InputError, match="--frontend 'sox'"):
+        sr.run(sr.Config(frontend="sox", out=str(out)))
+    with pytest.raises(InputError, match="--model 'wavenet'"):
+        sr.run(sr.Config(model="wavenet", out=str(out)))
+    with pytest.raises(InputError, match="shorter than one"):
+        sr.run(sr.Config(duration=0.01, time_shift=0.0, out=str(out)))
+    assert not out.exists()
+
+
+def test_cli_help_lists_every_config_field():
+    import cli
+
+    outcome = CliRunner().invoke(cli.main, ["train-speech", "--help"])
+    assert outcome.exit_code == 0
+    for field in sr.Config.__dataclass_fields__:
+        assert f"--{field.replace('_', '-')}" in outcome.output
