@@ -20,6 +20,8 @@ Overlapping windows (stride < window) add their contributions.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 
@@ -64,17 +66,34 @@ def _pool_op(mode, window, strides, padding):
             a = tf.nn.avg_pool2d(x, window, strides, padding)
 
         def grad(g):
-            geo = _WindowGeometry(x, window, strides, padding)
-            if mode == "max":
-                taps = _max_routes(x, a, g, geo)
-            else:
-                share = g / tf.constant(geo.count(), g.dtype)
-                taps = {tap: share for tap in geo.taps()}
-            return geo.scatter(taps)
+            return _backward(mode, window, strides, padding)(x, a, g)
 
         return a, grad
 
     return op
+
+
+@functools.lru_cache(maxsize=None)
+def _backward(mode, window, strides, padding):
+    """``dL/dx`` from ``(x, A, G)`` for one mode and geometry, compiled with XLA.
+
+    The backward is a dozen cheap element-wise, slice and pad ops per window tap;
+    run one by one they cost about 7x TensorFlow's fused MaxPoolGrad, while XLA
+    fuses them into a few loops (about 1.5x). Cached so that every call with the
+    same geometry reuses one compiled function.
+    """
+
+    @tf.function(jit_compile=True, autograph=False)
+    def backward(x, a, g):
+        geo = _WindowGeometry(x, window, strides, padding)
+        if mode == "max":
+            taps = _max_routes(x, a, g, geo)
+        else:
+            share = g / tf.constant(geo.count(), g.dtype)
+            taps = {tap: share for tap in geo.taps()}
+        return geo.scatter(taps)
+
+    return backward
 
 
 def _max_routes(x, a, g, geo):
