@@ -17,6 +17,9 @@ import numpy as np  # noqa: E402
 
 from cnnkit import runs  # noqa: E402
 
+# Misclassified examples a grid shows: enough to see the typical confusions.
+MISCLASSIFIED_SHOWN = 36
+
 
 def _save(fig, path: str | os.PathLike) -> None:
     with runs.atomic_open(path, "wb") as f:
@@ -67,42 +70,41 @@ def misclassified_grid(
     y_pred: np.ndarray,
     classes: Sequence[str],
     path: str | os.PathLike,
-    limit: int = 36,
-) -> int:
-    """A grid of up to ``limit`` misclassified images captioned "true -> predicted".
+    *,
+    misclassified: int,
+    tested: int,
+) -> None:
+    """A grid of misclassified images captioned "true -> predicted".
 
     The tiles are pasted into one mosaic drawn with a single ``imshow``: a
     subplot per image costs seconds of matplotlib time per plot.
 
     Args:
-        images: ``(n, height, width, channels)`` float in [0, 1].
-        y_true: ``(n,)`` true labels.
-        y_pred: ``(n,)`` predicted labels.
+        images: ``(k, height, width, channels)`` float in [0, 1], the misclassified examples to show
+            (at most a few dozen: ``MISCLASSIFIED_SHOWN``).
+        y_true: ``(k,)`` their true labels.
+        y_pred: ``(k,)`` their predicted labels.
         classes: class names.
         path: the PNG to write (written even when nothing is misclassified, saying so).
-        limit: most images shown.
-
-    Returns:
-        The number of misclassified images (shown or not).
+        misclassified: how many examples were misclassified in all, for the title.
+        tested: how many examples were tested, for the title.
     """
-    wrong = np.flatnonzero(np.asarray(y_true) != np.asarray(y_pred))
-    shown = wrong[:limit]
-    cols = max(1, min(6, len(shown)))
-    rows = max(1, -(-len(shown) // cols))
-    height, width, channels = images.shape[1:] if len(images) else (1, 1, 1)
+    count = len(images)
+    cols = max(1, min(6, count))
+    rows = max(1, -(-count // cols))
+    height, width, channels = images.shape[1:] if count else (1, 1, 1)
     pad = max(1, height // 8)
+    # White gaps between tiles; grey tiles are spread over RGB.
     mosaic = np.ones((rows * (height + pad) + pad, cols * (width + pad) + pad, 3))
     fig, ax = plt.subplots(figsize=(1.6 * cols + 0.4, 1.8 * rows + 0.6))
     ax.axis("off")
-    for k, i in enumerate(shown):
-        top, left = pad + (k // cols) * (height + pad), pad + (k % cols) * (width + pad)
-        mosaic[top : top + height, left : left + width] = np.clip(images[i], 0, 1)[..., :3] if channels >= 3 else np.clip(images[i][..., :1], 0, 1)
+    corners = [(pad + (k // cols) * (height + pad), pad + (k % cols) * (width + pad)) for k in range(count)]
+    for (top, left), image in zip(corners, images):
+        mosaic[top : top + height, left : left + width] = np.clip(image, 0, 1)[..., :3] if channels >= 3 else np.clip(image[..., :1], 0, 1)
     ax.imshow(mosaic, interpolation="nearest")
-    for k, i in enumerate(shown):
-        top, left = pad + (k // cols) * (height + pad), pad + (k % cols) * (width + pad)
-        ax.text(left + width / 2, top - pad / 2, f"{classes[y_true[i]]} -> {classes[y_pred[i]]}", ha="center", va="bottom", fontsize=8)
-    if not len(shown):
+    for (top, left), true, pred in zip(corners, y_true, y_pred):
+        ax.text(left + width / 2, top - pad / 2, f"{classes[true]} -> {classes[pred]}", ha="center", va="bottom", fontsize=8)
+    if not count:
         ax.text(0.5, 0.5, "no misclassified images", ha="center", va="center", transform=ax.transAxes)
-    ax.set_title(f"misclassified: {len(wrong)} of {len(y_true)} (true -> predicted)", fontsize=10)
+    ax.set_title(f"misclassified: {misclassified} of {tested} (true -> predicted)", fontsize=10)
     _save(fig, path)
-    return int(len(wrong))

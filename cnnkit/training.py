@@ -201,6 +201,7 @@ def fit(
         validation_data=validation,
         epochs=epochs,
         initial_epoch=initial_epoch,
+        shuffle=False,  # a tf.data pipeline shuffles itself
         verbose=1 if verbose else 0,
         # Order matters: a non-finite loss stops before anything is saved; model.keras and
         # history.csv are committed before the resume state; a signal stops after it.

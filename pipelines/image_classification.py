@@ -140,9 +140,17 @@ def run(cfg: Config) -> dict:
         predicted = probs.argmax(axis=1)
         plots.training_curves(result.history, run_dir / "curves.png")
         plots.confusion_matrix(report["confusion_matrix"], source.classes, run_dir / "confusion_matrix.png")
-        wrong = np.flatnonzero(predicted != test.y)[:36]
-        shown = images.preprocess(test.x[wrong], max_value=source.max_value, size=size, channels=channels).numpy()
-        plots.misclassified_grid(shown, test.y[wrong], predicted[wrong], source.classes, run_dir / "misclassified.png")
+        wrong = np.flatnonzero(predicted != test.y)
+        shown = wrong[: plots.MISCLASSIFIED_SHOWN]
+        plots.misclassified_grid(
+            images.preprocess(test.x[shown], max_value=source.max_value, size=size, channels=channels).numpy(),
+            test.y[shown],
+            predicted[shown],
+            source.classes,
+            run_dir / "misclassified.png",
+            misclassified=len(wrong),
+            tested=len(test),
+        )
         summary = {
             "task": TASK,
             "test_accuracy": report["accuracy"],
@@ -151,7 +159,7 @@ def run(cfg: Config) -> dict:
             "confusion_matrix": report["confusion_matrix"],
             "classes": list(source.classes),
             "examples": {part: len(s) for part, s in parts.items()},
-            "misclassified": int(np.sum(predicted != test.y)),
+            "misclassified": len(wrong),
             "epochs_run": result.epochs_run,
             "stopped_early": result.stopped_early,
             "best_epoch": _best_epoch(result.history),

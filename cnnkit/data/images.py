@@ -344,7 +344,8 @@ def pipeline(
     """
     ds = tf.data.Dataset.from_tensor_slices((images.x, images.y))
     ds = ds.batch(1024).map(lambda x, y: (preprocess(x, max_value=max_value, size=size, channels=channels), y), tf.data.AUTOTUNE)
-    ds = ds.unbatch().cache()
+    # unbatch() hides the length; stating it lets Keras count the steps of an epoch.
+    ds = ds.unbatch().apply(tf.data.experimental.assert_cardinality(len(images))).cache()
     if shuffle_seed is not None:
         ds = ds.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
