@@ -142,16 +142,49 @@ def _input_grad(g, w, geo: _Geometry):
 
 
 def _kernel_grad(g, x, geo: _Geometry):
-    """dL/dw: correlation of the padded input with G, as one matrix product per kernel tap.
+    """dL/dw: correlation of the padded input with G, as matrix products ``X_pq^T G``.
 
-    ``dL/dw[p, q] = X_pq^T G`` where ``G`` is ``(positions, out_channels)`` and
-    ``X_pq`` holds the input pixel each position's window puts under tap
-    ``(p, q)``, ``(positions, in_channels)``. To get every ``X_pq`` without
-    copying, the padded input is laid out as ``(phase, row, col, batch, channel)``:
-    with the stride split into phases, tap ``(p, q)`` reads one phase at a fixed
-    row/column offset, and after flattening ``(row, col)`` that offset is a
-    contiguous slice along the first axis (a view, not a copy). ``G`` is padded to
-    the same row width; its extra columns are zero, so the extra products add nothing.
+    ``dL/dw[p, q] = X_pq^T G`` where ``G`` is ``(positions, out_channels)`` and ``X_pq``
+    holds the input pixel that each position's window puts under tap ``(p, q)``,
+    ``(positions, in_channels)``. Which layout is cheaper depends on the channels:
+
+    * few input channels (``kh * kw * in <= out``, e.g. a first layer on grey
+      images): gather all ``X_pq`` side by side (im2col) and multiply once with G
+      as it comes, ``(kh*kw*in, positions) @ (positions, out)``;
+    * otherwise: one product per tap, each ``X_pq`` a view (see :func:`_tap_views`),
+      which copies the input once instead of ``kh * kw`` times.
+    """
+    (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.strides, geo.dilation
+    (ho, wo), ci, co = geo.out_size, geo.in_channels, geo.out_channels
+    if kh * kw * ci <= co:
+        x_pad = tf.pad(x, [[0, 0], list(geo.pads[0]), list(geo.pads[1]), [0, 0]])
+        columns = tf.concat(
+            [
+                x_pad[:, p * dh : p * dh + (ho - 1) * sh + 1 : sh, q * dw : q * dw + (wo - 1) * sw + 1 : sw, :]
+                for p in range(kh)
+                for q in range(kw)
+            ],
+            axis=-1,
+        )  # (batch, out_h, out_w, kh*kw*in), ordered like the kernel's (p, q, c)
+        dw_flat = tf.matmul(tf.reshape(columns, [-1, kh * kw * ci]), tf.reshape(g, [-1, co]), transpose_a=True)
+        return tf.reshape(dw_flat, [kh, kw, ci, co])
+    x_views, g_flat = _tap_views(g, x, geo)
+    return tf.reshape(tf.stack([tf.matmul(x_pq, g_flat, transpose_a=True) for x_pq in x_views]), [kh, kw, ci, co])
+
+
+def _tap_views(g, x, geo: _Geometry):
+    """Every ``X_pq`` as a view (no copy) into one re-laid-out input, and G to match.
+
+    The padded input is laid out as ``(phase, row, col, batch, channel)``: with the
+    stride split into phases, tap ``(p, q)`` reads one phase at a fixed row/column
+    offset, and after flattening ``(row, col)`` that offset is a contiguous slice
+    along the first axis (which TensorFlow hands out without copying). G is laid
+    out as ``(row, col, batch, out)`` and padded to the same row width; its extra
+    columns are zero, so the extra products add nothing.
+
+    Returns:
+        ``kh * kw`` tensors ``(positions, in_channels)`` in the kernel's row-major
+        tap order, and G as ``(positions, out_channels)``.
     """
     (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.strides, geo.dilation
     (h, wd), (ho, wo) = geo.in_size, geo.out_size
@@ -164,11 +197,10 @@ def _kernel_grad(g, x, geo: _Geometry):
     x_pad = tf.transpose(tf.reshape(x_pad, [-1, rows, sh, cols, sw, ci]), [2, 4, 1, 3, 0, 5])
     x_flat = tf.reshape(x_pad, [sh * sw * rows * cols, -1])  # (phase*row*col, batch*ci)
     g_flat = tf.reshape(tf.transpose(tf.pad(g, [[0, 0], [0, 0], [0, cols - wo], [0, 0]]), [1, 2, 0, 3]), [-1, co])
-    taps = []
+    views = []
     for p in range(kh):
         for q in range(kw):
             (row, a), (col, b) = divmod(p * dh, sh), divmod(q * dw, sw)
             start = ((a * sw + b) * rows + row) * cols + col
-            x_pq = tf.reshape(x_flat[start : start + ho * cols], [-1, ci])
-            taps.append(tf.matmul(x_pq, g_flat, transpose_a=True))
-    return tf.reshape(tf.stack(taps), [kh, kw, ci, co])
+            views.append(tf.reshape(x_flat[start : start + ho * cols], [-1, ci]))
+    return views, g_flat

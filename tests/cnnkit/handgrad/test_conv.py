@@ -8,7 +8,8 @@ from cnnkit.handgrad import conv2d
 from cnnkit.handgrad.check import relative_error
 
 # (height, width, in, out, kernel, strides, padding, dilation, batch): strides 1/2/3,
-# same/valid, odd and even kernels, dilation, non-square inputs, kernels and strides.
+# same/valid, odd and even kernels, dilation, non-square inputs, kernels and strides;
+# the last three have few input channels, which takes the im2col path for dL/dw.
 CASES = [
     (7, 6, 3, 4, (3, 3), 1, "same", 1, 2),
     (7, 6, 3, 4, (3, 3), 1, "valid", 1, 2),
@@ -22,6 +23,8 @@ CASES = [
     (9, 11, 3, 2, (2, 4), (3, 2), "valid", 1, 2),
     (5, 13, 4, 3, (5, 5), (1, 2), "same", 1, 2),
     (6, 6, 1, 1, (1, 1), 2, "same", 1, 1),
+    (9, 8, 1, 16, (3, 3), 2, "same", 1, 2),
+    (9, 9, 1, 12, (2, 2), 1, "same", 2, 2),
 ]
 
 
