@@ -10,18 +10,9 @@ from PIL import Image
 from cnnkit import runs, training
 from cnnkit.data import images
 from pipelines import image_classification as ic
+from tests.cnnkit.test_training import CrashAt
 
 TINY = dict(epochs=3, batch_size=128, quiet=True, augment="none")
-
-
-class CrashAt(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise RuntimeError(f"killed in epoch {epoch}")
 
 
 @pytest.mark.slow
