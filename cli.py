@@ -216,7 +216,7 @@ def export(run_dir: str, fmt: str, out: str | None) -> None:
 @click.option("--n-mfcc", type=int, help="Cepstral coefficients for --features mfcc (default 13).")
 @click.option("--frontend", help="tf (default, in the tf.data graph) | librosa (the reference).")
 @click.option("--time-shift", type=float, help="Training: random shift up to this many seconds (default 0.1; 0: off).")
-@click.option("--noise/--no-noise", default=None, help="Training: pink noise at a random 5-30 dB SNR (default on).")
+@click.option("--noise/--no-noise", default=None, help="Training: pink noise at a random 5-30 dB SNR on half of the clips (default on).")
 @click.option("--spec-augment/--no-spec-augment", default=None, help="Training: SpecAugment time and frequency masks (default on).")
 @click.option("--speed-perturb", type=float, help="Training: random speed change up to this fraction (default 0: off).")
 @click.option("--model", help="A model of the zoo (default dscnn; also bcresnet, lecture, resnet18).")

@@ -53,12 +53,12 @@ class Config:
     n_mfcc: int = 13  # cepstral coefficients (mfcc)
     frontend: str = "tf"  # tf (tf.signal in the tf.data graph) | librosa (reference, slower)
     time_shift: float = 0.1  # training: random shift up to this many seconds; 0: off
-    noise: bool = True  # training: pink noise at a random SNR of 5-30 dB
+    noise: bool = True  # training: pink noise at a random SNR of 5-30 dB, on half of the clips
     spec_augment: bool = True  # training: 2 time + 2 frequency masks (SpecAugment)
     speed_perturb: float = 0.0  # training: random speed change up to this fraction (0.1: 0.9x-1.1x); 0: off
     model: str = "dscnn"  # any name of cnnkit.models.names(); speech: dscnn, bcresnet, lecture, resnet18
     conv: str = "keras"  # keras | handgrad convolutions
-    epochs: int = 15  # synth-digits: enough for the cosine schedule to settle
+    epochs: int = 12  # synth-digits: 99% on the unseen voices in about 3 minutes on 2 CPU cores
     batch_size: int = 64  # per replica
     lr: float = 3e-3  # peak learning rate after warm-up; cosine decay to 0
     warmup_epochs: float = 1.0  # linear warm-up length

@@ -73,14 +73,15 @@ def speed_perturb(waveform: tf.Tensor, max_rate: float, seed: tf.Tensor) -> tf.T
     return tf.reshape(tf.image.resize(image, [1, new_n], method="bilinear"), [-1])
 
 
-def add_noise(waveform: tf.Tensor, snr_db: tuple[float, float], seed: tf.Tensor) -> tf.Tensor:
+def add_noise(waveform: tf.Tensor, snr_db: tuple[float, float], seed: tf.Tensor, probability: float = 1.0) -> tf.Tensor:
     """Mix pink noise into ``(samples,)`` at an SNR uniform in ``snr_db`` (dB, against the clip's power).
 
     Pink noise (power ~ 1/f) sounds like room and street background far more
     than white noise does; it is shaped in the frequency domain from white
-    Gaussian noise.
+    Gaussian noise. With ``probability`` < 1 some clips stay clean, so a model
+    still sees the digital silence of zero padding that clean test clips have.
     """
-    seeds = tf.random.experimental.stateless_split(seed, 2)
+    seeds = tf.random.experimental.stateless_split(seed, 3)
     n = tf.shape(waveform)[0]
     white = tf.random.stateless_normal([n], seed=seeds[0])
     spectrum = tf.signal.rfft(white)
@@ -90,7 +91,8 @@ def add_noise(waveform: tf.Tensor, snr_db: tuple[float, float], seed: tf.Tensor)
     signal_power = tf.reduce_mean(tf.square(waveform)) + 1e-12
     noise_power = tf.reduce_mean(tf.square(pink)) + 1e-12
     scale = tf.sqrt(signal_power / (noise_power * tf.pow(10.0, snr / 10.0)))
-    return waveform + scale * pink
+    mixed = tf.cast(_uniform(seeds[2], 0.0, 1.0) < probability, tf.float32)
+    return waveform + mixed * scale * pink
 
 
 def spec_augment(

@@ -41,8 +41,17 @@ from cnnkit.data import synth_speech
 from cnnkit.errors import InputError
 
 __all__ = [
-    "MAX_SECONDS", "FRONTENDS", "read_wav", "parse_fsdd_name", "Split", "from_waveforms", "SpeechData", "load", "Augmentation", "batches",
-]  # fmt: skip
+    "MAX_SECONDS",
+    "FRONTENDS",
+    "read_wav",
+    "parse_fsdd_name",
+    "Split",
+    "from_waveforms",
+    "SpeechData",
+    "load",
+    "Augmentation",
+    "batches",
+]
 
 MAX_SECONDS = 600.0  # longer files are almost surely not one spoken word
 _WAV_FORMATS = ("WAV", "WAVEX", "RF64")
@@ -166,7 +175,12 @@ def from_waveforms(waveforms: Sequence[np.ndarray], labels: np.ndarray, speakers
 
 
 def _stratified(labels: np.ndarray, index: np.ndarray, fraction: float, rng, *, keep_one: bool) -> np.ndarray:
-    """A seeded, per-label ``fraction`` of ``index``; ``keep_one`` leaves at least one clip of each label behind."""
+    """A seeded, per-label ``fraction`` of ``index``; ``keep_one`` takes at least one clip of each label and leaves one behind.
+
+    Unlike :func:`cnnkit.data.splits.stratified_indices` (scikit-learn's
+    stratified split, which needs as many test examples as classes), a label
+    folder with only 2 recordings still gets one in train and one in test.
+    """
     chosen = []
     for label in np.unique(labels[index]):
         members = rng.permutation(index[labels[index] == label])
@@ -385,12 +399,14 @@ class Augmentation:
     Attributes:
         time_shift: largest shift, seconds.
         noise_snr: ``(low, high)`` dB range of the pink-noise SNR, or ``None``.
+        noise_probability: share of the training clips that get noise.
         spec_augment: two time and two frequency masks per utterance.
         speed_perturb: largest relative speed change (0.1: 0.9x to 1.1x).
     """
 
     time_shift: float = 0.1
     noise_snr: tuple[float, float] | None = (5.0, 30.0)
+    noise_probability: float = 0.5
     spec_augment: bool = True
     speed_perturb: float = 0.0
 
@@ -478,5 +494,5 @@ def _augment_waveform(waveform, seeds, num_samples: int, sample_rate: int, aug: 
     if aug.time_shift:
         waveform = augment.time_shift(waveform, int(round(aug.time_shift * sample_rate)), seed[1])
     if aug.noise_snr:
-        waveform = augment.add_noise(waveform, aug.noise_snr, seed[1] + 1)
+        waveform = augment.add_noise(waveform, aug.noise_snr, seed[1] + 1, aug.noise_probability)
     return waveform

@@ -45,6 +45,13 @@ def test_noise_is_mixed_at_the_requested_snr():
     assert power[: len(power) // 2].sum() > 5 * power[len(power) // 2 :].sum()
 
 
+def test_noise_probability_leaves_some_clips_clean():
+    clean = tf.ones([1000])
+    mixed = [not np.array_equal(augment.add_noise(clean, (10.0, 10.0), tf.constant([s, 2]), 0.5), clean) for s in range(40)]
+    assert 10 < sum(mixed) < 30
+    np.testing.assert_array_equal(augment.add_noise(clean, (10.0, 10.0), SEED, 0.0), clean)
+
+
 def test_spec_augment_masks_bands_per_utterance_only():
     x = tf.ones([4, 50, 20])
     y = augment.spec_augment(x, SEED, time_masks=1, max_time=10, freq_masks=1, max_freq=5).numpy()
