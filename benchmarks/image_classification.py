@@ -9,7 +9,8 @@ Prints one JSON object:
     images held out for validation as in the example), trained with plain
     ``model.fit`` on NumPy arrays;
   - ``cnnkit``: ``train-image`` with our best configuration (the lecture CNN,
-    basic augmentation, Adam 3e-3 warm-up/cosine, batch 32, 15 epochs);
+    basic augmentation, Adam 1.5e-3 warm-up/cosine, batch 32, 15 epochs; in
+    our trials 3e-3 gave 98.95%, batch 64 99.0%, no augmentation 98.7%);
   - ``digits_default``: ``train-image`` with no options, and its wall time.
 * ``throughput``: the same simple convnet on the same 8,000 images, through
   cnnkit's input pipeline and ``training.fit`` (checkpoints, history, best
@@ -156,7 +157,7 @@ def main() -> None:
                 "dataset": f"idx:{MNIST} split 8000/2000 seed 0",
                 "keras_recipe": keras_recipe(train, test, args.epochs),
                 "cnnkit": cnnkit_run(
-                    work / "mnist", args.epochs, dataset=f"idx:{MNIST}", val_fraction=0.0, test_fraction=0.2
+                    work / "mnist", args.epochs, dataset=f"idx:{MNIST}", val_fraction=0.0, test_fraction=0.2, lr=1.5e-3
                 ),
                 "digits_default": cnnkit_run(work / "digits", ic.Config.epochs),
             },
