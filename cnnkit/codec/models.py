@@ -44,7 +44,10 @@ def _factorized_transforms(filters: int, latent: int) -> tuple[keras.Sequential,
     for i in range(3):
         analysis.add(keras.layers.Conv2D(filters, **conv, name=f"analysis_conv{i}"))
         analysis.add(GDN(name=f"analysis_gdn{i}"))
-    analysis.add(keras.layers.Conv2D(latent, **conv, name="analysis_conv3"))
+    # Start the latents ~10x larger than Glorot would: against the unit-wide training noise,
+    # small latents carry almost no information, and the first thousand steps go into growing them.
+    wide = keras.initializers.VarianceScaling(100.0, mode="fan_avg", distribution="uniform")
+    analysis.add(keras.layers.Conv2D(latent, **conv, kernel_initializer=wide, name="analysis_conv3"))
     synthesis = keras.Sequential(name="synthesis")
     for i in range(3):
         synthesis.add(keras.layers.Conv2DTranspose(filters, **conv, name=f"synthesis_conv{i}"))

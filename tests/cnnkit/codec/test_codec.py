@@ -1,0 +1,123 @@
+"""Images <-> .cnz with a tiny codec: exact sizes and modes, real file rate, determinism, wrong-codec and fuzzed files."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from cnnkit.codec import bitstream, codec
+from cnnkit.codec.metrics import bits_per_pixel
+from cnnkit.errors import InputError
+
+
+def _image(mode: str, height: int, width: int) -> Image.Image:
+    rng = np.random.default_rng(height * 1000 + width)
+    rgb = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    if mode == "P":
+        return rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    if mode == "I;16":
+        return Image.fromarray(rng.integers(0, 65536, (height, width), dtype=np.uint16))
+    return rgb.convert(mode)
+
+
+@pytest.mark.parametrize(
+    ("mode", "channels"), [("RGB", 3), ("L", 1), ("RGBA", 3), ("P", 3), ("LA", 1), ("CMYK", 3), ("I;16", 1)]
+)
+@pytest.mark.parametrize(("height", "width"), [(1, 1), (16, 16), (17, 33), (40, 23)])
+def test_round_trip_keeps_exact_size_and_grey_or_rgb(tiny_codec, mode, channels, height, width):
+    pixels = codec.to_pixels(_image(mode, height, width))
+    assert pixels.ndim == (2 if channels == 1 else 3)
+    data = tiny_codec.encode(pixels)
+    header, _ = bitstream.unpack(data)
+    assert (header.height, header.width, header.channels) == (height, width, channels)
+    decoded = tiny_codec.decode(data)
+    assert decoded.shape == pixels.shape and decoded.dtype == np.uint8
+
+
+def test_rgba_and_palette_are_coded_as_their_rgb_conversion():
+    image = _image("RGBA", 5, 7)
+    np.testing.assert_array_equal(codec.to_pixels(image), np.asarray(image.convert("RGB")))
+    palette = _image("P", 5, 7)
+    np.testing.assert_array_equal(codec.to_pixels(palette), np.asarray(palette.convert("RGB")))
+
+
+def test_sixteen_bit_grey_is_scaled_to_eight_bits():
+    image = Image.fromarray(np.array([[0, 65535, 32896]], np.uint16))
+    np.testing.assert_array_equal(codec.to_pixels(image), [[0, 255, 128]])
+
+
+def test_file_rate_is_eight_bits_per_byte_per_pixel(tiny_codec, tmp_path):
+    pixels = codec.to_pixels(_image("RGB", 24, 40))
+    path = tmp_path / "a.cnz"
+    path.write_bytes(tiny_codec.encode(pixels))
+    assert bits_per_pixel(path.stat().st_size, 24, 40) == 8 * path.stat().st_size / (24 * 40)
+
+
+def test_a_file_decodes_only_with_the_codec_that_made_it(tiny_weights, tiny_codec):
+    other = codec.load(tiny_weights / "factorized-q2.npz")
+    data = tiny_codec.encode(codec.to_pixels(_image("RGB", 16, 16)))
+    with pytest.raises(InputError, match="quality 1 weights"):
+        other.decode(data, "a.cnz")
+
+
+def test_codec_file_hash_identifies_its_bytes(tiny_weights, tiny_codec):
+    digest = hashlib.sha256((tiny_weights / "factorized-q1.npz").read_bytes()).digest()
+    assert tiny_codec.weights_hash == digest[:8]
+
+
+def test_missing_or_foreign_codec_file_is_an_input_error(tmp_path):
+    (tmp_path / "factorized-q1.npz").write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="not a codec file"):
+        codec.load(tmp_path / "factorized-q1.npz")
+    with pytest.raises(InputError, match="no codec files"):
+        codec.find(tmp_path / "empty", "factorized")
+
+
+def test_decode_is_bit_identical_in_another_process(tiny_weights, tiny_codec, tmp_path):
+    data = tiny_codec.encode(codec.to_pixels(_image("RGB", 33, 47)))
+    (tmp_path / "a.cnz").write_bytes(data)
+    here = hashlib.sha256(tiny_codec.decode(data).tobytes()).hexdigest()
+    again = hashlib.sha256(codec.load(tiny_weights / "factorized-q1.npz").decode(data).tobytes()).hexdigest()
+    script = (
+        "import hashlib, sys; from cnnkit.codec import codec; "
+        "c = codec.load(sys.argv[1]); d = open(sys.argv[2], 'rb').read(); "
+        "print(hashlib.sha256(c.decode(d).tobytes()).hexdigest())"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", script, str(tiny_weights / "factorized-q1.npz"), str(tmp_path / "a.cnz")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[-1]
+    assert here == again == other
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_files_never_decode_to_garbage(tiny_codec, data):
+    original = tiny_codec.encode(codec.to_pixels(_image("RGB", 20, 20)))
+    mutated = bytearray(original)
+    for _ in range(data.draw(st.integers(1, 4))):
+        position = data.draw(st.integers(0, len(mutated) - 1))
+        mutated[position] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(mutated)))
+    mutated = bytes(mutated[:cut])
+    if mutated == original:
+        assert tiny_codec.decode(mutated).shape == (20, 20, 3)
+        return
+    with pytest.raises(InputError):
+        tiny_codec.decode(mutated)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=300))
+def test_random_bytes_never_decode(tiny_codec, data):
+    with pytest.raises(InputError):
+        tiny_codec.decode(bitstream.MAGIC + data)
