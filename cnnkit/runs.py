@@ -187,6 +187,7 @@ def start(out: str | os.PathLike, task: str, config: Mapping[str, Any], *, write
         return run_dir
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        _remove_temporaries(run_dir)
         write_json(config_path, record)
     except OSError as error:
         raise InputError(f"--out '{run_dir}': cannot write there ({error.strerror or error})") from error
@@ -254,6 +255,14 @@ def load(run_dir: str | os.PathLike) -> Run:
         raise InputError(f"RUN_DIR '{run_dir}': unfinished run (no {' or '.join(missing)}); rerun its command to resume")
     metrics = json.loads((run_dir / METRICS).read_text(encoding="utf-8"))
     return Run(dir=run_dir, task=task, config=config, metrics=metrics)
+
+
+def _remove_temporaries(run_dir: Path) -> None:
+    """Delete the hidden temporary files a killed attempt left (``.<name>.<random>...``, see :func:`atomic_open`)."""
+    for folder in (run_dir, run_dir / BACKUP):
+        for path in folder.glob(".*") if folder.is_dir() else ():
+            if path.is_file():
+                path.unlink()
 
 
 def _jsonable(obj: Any) -> Any:
