@@ -56,25 +56,28 @@ class Dense(keras.layers.Dense):
         return outputs if self.activation is None else self.activation(outputs)
 
 
+class _Pooling:
+    """What both pooling layers add to their Keras base: the NHWC check and the hand-written op ``pool``."""
+
+    pool = None  # max_pool2d or avg_pool2d, set by each layer
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _channels_last(self)
+
+    def call(self, inputs):
+        return self.pool(inputs, self.pool_size, self.strides, self.padding)
+
+
 @keras.saving.register_keras_serializable(package="cnnkit")
-class MaxPooling2D(keras.layers.MaxPooling2D):
+class MaxPooling2D(_Pooling, keras.layers.MaxPooling2D):
     """``keras.layers.MaxPooling2D`` computed by :func:`cnnkit.handgrad.pooling.max_pool2d`."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        _channels_last(self)
-
-    def call(self, inputs):
-        return max_pool2d(inputs, self.pool_size, self.strides, self.padding)
+    pool = staticmethod(max_pool2d)
 
 
 @keras.saving.register_keras_serializable(package="cnnkit")
-class AveragePooling2D(keras.layers.AveragePooling2D):
+class AveragePooling2D(_Pooling, keras.layers.AveragePooling2D):
     """``keras.layers.AveragePooling2D`` computed by :func:`cnnkit.handgrad.pooling.avg_pool2d`."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        _channels_last(self)
-
-    def call(self, inputs):
-        return avg_pool2d(inputs, self.pool_size, self.strides, self.padding)
+    pool = staticmethod(avg_pool2d)
