@@ -16,8 +16,9 @@ deep learning*, 2016, sec. 4):
                  i.e. the correlation of the padded input with G (G acts as the kernel).
     dL/db[o]   = sum_{n,i,j} G[n, i, j, o]
 
-Both gradients are computed with FORWARD convolutions (``tf.nn.conv2d``): no
-``Conv2DBackpropInput/Filter``, no ``conv2d_transpose``, no autodiff of the forward.
+dL/dx is computed with a FORWARD convolution (``tf.nn.conv2d``), dL/dw with im2col
+matrix products (``tf.matmul``): no ``Conv2DBackpropInput/Filter``, no
+``conv2d_transpose``, no autodiff of the forward.
 """
 
 from __future__ import annotations
@@ -111,8 +112,9 @@ def _input_grad(g, w, geo: _Geometry):
     correlation is evaluated phase by phase, without materialising the zeros: the
     kernel is split into ``s * s`` sub-kernels (each rotated), one convolution of
     the undilated G yields all phases as channels, and ``depth_to_space`` (the
-    sub-pixel rearrangement of Shi et al., 2016) interleaves them back. This does
-    about ``k^2 / ceil(k / s)^2 / s^2`` fewer multiplications than the zero-inserted form.
+    sub-pixel rearrangement of Shi et al., 2016) interleaves them back. That is
+    ``k^2 / ceil(k / s)^2`` times fewer multiplications than correlating the
+    zero-inserted G (2.25x for a 3x3 kernel at stride 2).
     """
     (kh, kw), (sh, sw) = geo.kernel, geo.strides
     (h, wd), (ho, wo) = geo.in_size, geo.out_size
