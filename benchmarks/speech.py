@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -48,6 +49,7 @@ def ours(split: str, args, out: Path) -> dict:
         dataset=f"fsdd:{FSDD}", split=split, model=args.model, epochs=args.epochs, quiet=True, out=str(out), seed=args.seed
     )
     result = speech_recognition.run(cfg)
+    print(f"ours {split}: {result['test_accuracy']:.4f}", file=sys.stderr, flush=True)
     return {
         "accuracy": result["test_accuracy"],
         "epoch_seconds": result["epoch_seconds"],
@@ -99,7 +101,9 @@ def tutorial(split: str, seed: int) -> float:
         verbose=0,
         callbacks=[keras.callbacks.EarlyStopping(verbose=0, patience=2)],
     )
-    return float(model.evaluate(test, verbose=0)[1])
+    accuracy = float(model.evaluate(test, verbose=0)[1])
+    print(f"tutorial {split}: {accuracy:.4f}", file=sys.stderr, flush=True)
+    return accuracy
 
 
 def frontend_speed(repeats: int) -> dict:
@@ -115,7 +119,9 @@ def frontend_speed(repeats: int) -> dict:
             n = sum(int(y.shape[0]) for _, y in ds)
             times[name].append(n / (time.perf_counter() - start))
     speed = {name: statistics.median(v) for name, v in times.items()}
-    return {"tf_clips_per_second": speed["tf"], "librosa_clips_per_second": speed["librosa"], "ratio": speed["tf"] / speed["librosa"]}
+    report = {"tf_clips_per_second": speed["tf"], "librosa_clips_per_second": speed["librosa"], "ratio": speed["tf"] / speed["librosa"]}
+    print(f"front ends: {report}", file=sys.stderr, flush=True)
+    return report
 
 
 def main() -> None:
