@@ -88,6 +88,7 @@ def setup_compute(
     strategy: str = "auto",
     mixed_precision: bool = False,
     logical_cpus: int | None = None,
+    jit: bool = False,
 ) -> tf.distribute.Strategy:
     """Pick the devices, the precision policy and the distribution strategy of a run.
 
@@ -109,6 +110,8 @@ def setup_compute(
         logical_cpus: split the physical CPU into this many logical devices so
             that ``"mirrored"`` can run several replicas on a CPU-only machine
             (tests, CPU boxes). ``None`` leaves one CPU device.
+        jit: the run will compile its train step with XLA
+            (``model.compile(jit_compile=True)``); checked against the strategy.
 
     Returns:
         The strategy; build and compile the model inside ``strategy.scope()``.
@@ -116,7 +119,7 @@ def setup_compute(
     Raises:
         InputError: an unknown ``device``/``strategy``, ``device="gpu"`` without
             a GPU, ``logical_cpus < 1``, or a missing or malformed ``TF_CONFIG``
-            for ``"multiworker"``.
+            for ``"multiworker"``, or ``jit`` with more than one replica.
         RuntimeError: TensorFlow already initialised its devices in this
             process, so GPUs can no longer be hidden or the CPU split; call
             ``setup_compute`` before any other TensorFlow op, or run in a
@@ -142,6 +145,14 @@ def setup_compute(
         _patch_keras_for_multiworker()
     else:
         chosen = _local_strategy(strategy, gpus)
+    if jit and chosen.num_replicas_in_sync > 1:
+        # Keras 3 XLA-compiles the whole multi-replica step as one cluster, and
+        # XLA cannot reach variables that live on another device
+        # (keras-team/keras#19005; tensorflow.org/xla/known_issues).
+        raise InputError(
+            f"--jit with {chosen.num_replicas_in_sync} replicas ({type(chosen).__name__}): Keras compiles all "
+            "replicas into one XLA program, which cannot span devices; use --no-jit, or --strategy one"
+        )
     log.info(
         "compute: %d GPU(s) %s, %d logical CPU device(s); strategy %s with %d replica(s)%s; precision %s",
         len(gpus),

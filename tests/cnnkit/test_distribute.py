@@ -226,6 +226,12 @@ def resume_mirrored(run_dir):
 
 
 try:
+    distribute.setup_compute(device="cpu", strategy="mirrored", logical_cpus=2, jit=True)
+    report["jit"] = "accepted"
+except Exception as error:
+    report["jit"] = f"{type(error).__name__}: {error}"
+
+try:
     import tempfile
 
     report["resume"] = resume_mirrored(tempfile.mkdtemp())
@@ -238,6 +244,13 @@ print(json.dumps(report))
 @pytest.fixture(scope="module")
 def mirrored_vs_one() -> dict:
     return _run_script(_MIRRORED_VS_ONE)
+
+
+@pytest.mark.slow
+def test_jit_with_two_replicas_is_refused_with_the_reason(mirrored_vs_one):
+    assert mirrored_vs_one["jit"].startswith(
+        "InputError: --jit with 2 replicas (MirroredStrategy): Keras compiles all replicas into one XLA program"
+    )
 
 
 @pytest.mark.slow
