@@ -1,0 +1,145 @@
+"""compress end to end with tiny codecs: the default job, encode/decode, eval --json, train + resume, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from cli import main
+from pipelines import image_compression
+from tests.cnnkit.codec.conftest import make_tiny_weights
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return make_tiny_weights(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """Six small synthetic 'photos' (smooth gradients plus noise), 48x40 and 40x56."""
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        height, width = (48, 40) if i % 2 else (40, 56)
+        y, x = np.mgrid[0:height, 0:width]
+        pixels = np.stack([x * 4 + i * 20, y * 5, (x + y) * 2], -1) + rng.normal(0, 10, (height, width, 3))
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def _invoke(*args):
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result
+
+
+def test_help_lists_the_subcommands():
+    result = _invoke("compress", "--help")
+    assert result.exit_code == 0
+    for command in ("encode", "decode", "train", "eval"):
+        assert command in result.output
+
+
+@pytest.mark.slow
+def test_default_job_writes_files_report_and_plots(weights, tmp_path):
+    result = _invoke("compress", "--weights", str(weights), "--out", str(tmp_path), "--max-side", "64", "--quality", "2")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert set(report["photos"]) == {"astronaut", "coffee", "chelsea"}
+    for name, row in report["photos"].items():
+        cnz = tmp_path / f"{name}.cnz"
+        assert row["bpp"] == pytest.approx(8 * cnz.stat().st_size / (row["height"] * row["width"]))
+        with Image.open(tmp_path / f"{name}.png") as decoded:
+            assert decoded.size == (row["width"], row["height"]) and decoded.mode == "RGB"
+        assert max(row["height"], row["width"]) == 64
+        assert set(row) >= {"psnr", "ms_ssim", "jpeg_psnr_at_same_bpp", "webp_psnr_at_same_bpp"}
+    assert report["mean"]["bpp"] == pytest.approx(np.mean([r["bpp"] for r in report["photos"].values()]))
+    assert [p["quality"] for p in report["rd"]["codec"]] == [1, 2, 3, 4]
+    for plot in ("rd.png", "crops.png"):
+        assert (tmp_path / plot).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_encode_then_decode_keeps_size_and_grey(weights, tmp_path):
+    rgb = tmp_path / "rgb.png"
+    grey = tmp_path / "grey.bmp"
+    palette = tmp_path / "palette.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (21, 35, 3), dtype=np.uint8)).save(rgb)
+    Image.fromarray(rng.integers(0, 256, (18, 9), dtype=np.uint8)).save(grey)
+    Image.open(rgb).convert("P").save(palette)
+    result = _invoke("compress", "encode", str(rgb), str(grey), str(palette), "-o", str(tmp_path / "cnz"), "--weights", str(weights))
+    assert result.exit_code == 0, result.output
+    encoded = json.loads(result.output)
+    assert [e["channels"] for e in encoded] == [3, 1, 3]
+    for entry in encoded:
+        size = (tmp_path / "cnz" / f"{entry['input'].rsplit('/', 1)[-1].split('.')[0]}.cnz").stat().st_size
+        assert entry["bytes"] == size and entry["bpp"] == pytest.approx(8 * size / (entry["height"] * entry["width"]))
+    files = sorted(str(p) for p in (tmp_path / "cnz").glob("*.cnz"))
+    result = _invoke("compress", "decode", *files, "-o", str(tmp_path / "png"), "--weights", str(weights))
+    assert result.exit_code == 0, result.output
+    expected = {"rgb": ((35, 21), "RGB"), "grey": ((9, 18), "L"), "palette": ((35, 21), "RGB")}
+    for name, (size, mode) in expected.items():
+        with Image.open(tmp_path / "png" / f"{name}.png") as image:
+            assert (image.size, image.mode) == (size, mode)
+
+
+def test_decode_refuses_a_foreign_file_with_one_line(weights, tmp_path):
+    bad = tmp_path / "bad.cnz"
+    bad.write_bytes(b"GIF89a" + bytes(30))
+    result = CliRunner().invoke(main, ["compress", "decode", str(bad), "-o", str(tmp_path), "--weights", str(weights)])
+    assert result.exit_code == 2
+    assert "not a .cnz file" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_unknown_quality_and_model_are_input_errors(weights, photos, tmp_path):
+    result = CliRunner().invoke(main, ["compress", "encode", str(photos / "000.png"), "-o", str(tmp_path), "--quality", "9", "--weights", str(weights)])
+    assert result.exit_code == 2 and "--quality 9: not available; expected one of: 1, 2, 3, 4" in result.output
+    result = CliRunner().invoke(main, ["compress", "eval", "--images", str(photos), "--model", "vq", "--weights", str(weights)])
+    assert result.exit_code == 2 and "--model 'vq': unknown" in result.output
+
+
+@pytest.mark.slow
+def test_eval_json_has_the_agreed_keys(weights, photos):
+    result = _invoke("compress", "eval", "--images", str(photos), "--weights", str(weights), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert {"codec", "jpeg", "webp", "bd_rate"} <= set(report)
+    assert [set(p) >= {"quality", "bpp", "psnr", "ms_ssim"} for p in report["codec"]] == [True] * 4
+    assert set(report["bd_rate"]) == {"jpeg", "webp"}
+    assert report["images"] == 6
+    # JPEG's curve rises with its quality setting, and each point's rate comes from a real file.
+    curve = report["jpeg"]["curve"]
+    assert curve[0]["bpp"] < curve[-1]["bpp"] and curve[0]["psnr"] < curve[-1]["psnr"]
+
+
+@pytest.mark.slow
+def test_train_exports_a_codec_and_resumes(photos, tmp_path):
+    cfg = image_compression.TrainConfig(
+        images=str(photos), out=str(tmp_path / "run"), filters=4, latent=4, steps=4, epoch_steps=2,
+        patch=32, batch=2, holdout=2, quality=3,
+    )
+    summary = image_compression.train(cfg)
+    assert summary["steps"] == 4
+    assert summary["validation"]["images"] == ["004.png", "005.png"]
+    assert summary["validation"]["bpp"] > 0
+    codec_file = tmp_path / "run" / "factorized-q3.npz"
+    assert summary["codec_file"] == str(codec_file)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    codec_file.rename(weights / codec_file.name)
+    encoded = image_compression.encode(
+        image_compression.EncodeConfig(inputs=(str(photos / "000.png"),), out=str(tmp_path / "cnz"), quality=3, weights=str(weights))
+    )
+    assert encoded[0]["height"] == 40
+    with pytest.raises(Exception, match="finished run"):
+        image_compression.train(cfg)
+
+
+def test_train_refuses_a_patch_that_is_not_a_multiple_of_16(photos):
+    with pytest.raises(Exception, match="--patch 30"):
+        image_compression.train(image_compression.TrainConfig(images=str(photos), patch=30))
