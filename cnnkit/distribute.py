@@ -173,9 +173,9 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     the chief is the ``chief`` task, or worker 0 when the cluster has no
     ``chief`` entry (TensorFlow's convention).
     """
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
+    if not _is_multiworker(strategy):
         return True
+    resolver = strategy.cluster_resolver
     if resolver.task_type == "chief":
         return True
     has_chief = "chief" in resolver.cluster_spec().as_dict()
@@ -291,6 +291,12 @@ class StopOnSignal(keras.callbacks.Callback):
     this callback after the one that commits it. A second Ctrl-C aborts at
     once, for a run stuck outside a training step.
 
+    Under ``MultiWorkerMirroredStrategy`` the stop waits for the epoch end:
+    workers that received the signal (a scheduler sends SIGTERM to all of
+    them) may see it a step apart, and mid-epoch states saved a step apart
+    would resume the replicas with different weights; every worker reaches
+    the same epoch end and commits the same state there.
+
     Args:
         save: commits the resume state at the current step and returns where
             it went (e.g. the checkpoint path), for the message.
@@ -304,9 +310,11 @@ class StopOnSignal(keras.callbacks.Callback):
         self._previous: dict[int, object] = {}
         self._received: int | None = None
         self._epoch = 0
+        self._epoch_ends_only = False
 
     def on_train_begin(self, logs=None):
         self._received = None
+        self._epoch_ends_only = _is_multiworker(self.model.distribute_strategy)
         # Python delivers signals to the main thread only; elsewhere (a
         # notebook worker thread) Ctrl-C keeps its default behaviour.
         if threading.current_thread() is threading.main_thread():
@@ -316,7 +324,7 @@ class StopOnSignal(keras.callbacks.Callback):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        if self._received is not None:
+        if self._received is not None and not self._epoch_ends_only:
             self._stop(f"epoch {self._epoch + 1}, step {batch + 1}", self.save())
 
     def on_epoch_end(self, epoch, logs=None):
@@ -331,7 +339,8 @@ class StopOnSignal(keras.callbacks.Callback):
             self._restore()
             raise KeyboardInterrupt
         self._received = number
-        log.warning("%s received: stopping after the current step (press Ctrl-C again to abort at once)", signal.Signals(number).name)
+        when = "at the end of this epoch" if self._epoch_ends_only else "after the current step"
+        log.warning("%s received: stopping %s (press Ctrl-C again to abort at once)", signal.Signals(number).name, when)
 
     def _stop(self, where: str, saved: object) -> None:
         self._restore()
@@ -374,6 +383,11 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             f"(optimizer step {iterations}); the resume state still holds the last finite weights. "
             "Lower --lr, or train without --mixed-precision"
         )
+
+
+def _is_multiworker(strategy: tf.distribute.Strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return resolver is not None and bool(resolver.task_type)
 
 
 def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:

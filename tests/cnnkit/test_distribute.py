@@ -153,6 +153,19 @@ def test_stop_on_signal_saves_at_the_step_and_never_ends_the_partial_epoch(numbe
     assert signal.getsignal(number) is before
 
 
+def test_stop_on_signal_under_multiworker_waits_for_the_epoch_end(monkeypatch):
+    monkeypatch.setattr(distribute, "_is_multiworker", lambda strategy: True)
+    model = _tiny_model()
+    saves = []
+    ends = _EpochEnds()
+    stop = distribute.StopOnSignal(lambda: saves.append("step"))
+    with pytest.raises(distribute.TrainingInterrupted, match=r"training stopped at the end of epoch 2; saved the resume state"):
+        model.fit(_tiny_data(), epochs=3, verbose=0, shuffle=False, callbacks=[_SignalAt(signal.SIGTERM, 1, 1), ends, stop])
+    assert saves == []  # no mid-epoch state: the epoch-end one is every worker's common point
+    assert ends.epochs == [0, 1]
+    assert int(model.optimizer.iterations) == 8
+
+
 def test_stop_on_non_finite_loss_names_the_step():
     x = np.ones((8, 4), "float32")
     x[5] = np.nan  # in the third batch of two
