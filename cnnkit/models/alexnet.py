@@ -20,7 +20,15 @@ from __future__ import annotations
 
 import keras
 
-from cnnkit.models.blocks import check_count, check_fraction, check_positive, classifier, downsampling_plan, finish, scaled
+from cnnkit.models.blocks import (
+    check_count,
+    check_fraction,
+    check_positive,
+    classifier,
+    downsampling_plan,
+    finish,
+    scaled,
+)
 from cnnkit.models.registry import ConvLayers, register_model
 
 # (filters, kernel size, max pool after it) of conv1..conv5.

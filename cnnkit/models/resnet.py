@@ -84,18 +84,24 @@ def _resnet(
 
 
 @register_model("resnet18")
-def resnet18(input_shape: tuple[int, int, int], num_classes: int, layers: ConvLayers, *, width: float = 1.0) -> keras.Model:
+def resnet18(
+    input_shape: tuple[int, int, int], num_classes: int, layers: ConvLayers, *, width: float = 1.0
+) -> keras.Model:
     """ResNet-18: basic blocks, 2-2-2-2; see ``_resnet`` for the arguments."""
     return _resnet("resnet18", (2, 2, 2, 2), False, input_shape, num_classes, layers, width=width)
 
 
 @register_model("resnet34")
-def resnet34(input_shape: tuple[int, int, int], num_classes: int, layers: ConvLayers, *, width: float = 1.0) -> keras.Model:
+def resnet34(
+    input_shape: tuple[int, int, int], num_classes: int, layers: ConvLayers, *, width: float = 1.0
+) -> keras.Model:
     """ResNet-34: basic blocks, 3-4-6-3; see ``_resnet`` for the arguments."""
     return _resnet("resnet34", (3, 4, 6, 3), False, input_shape, num_classes, layers, width=width)
 
 
 @register_model("resnet50")
-def resnet50(input_shape: tuple[int, int, int], num_classes: int, layers: ConvLayers, *, width: float = 1.0) -> keras.Model:
+def resnet50(
+    input_shape: tuple[int, int, int], num_classes: int, layers: ConvLayers, *, width: float = 1.0
+) -> keras.Model:
     """ResNet-50: bottleneck blocks, 3-4-6-3; see ``_resnet`` for the arguments."""
     return _resnet("resnet50", (3, 4, 6, 3), True, input_shape, num_classes, layers, width=width)

@@ -47,7 +47,9 @@ _DSCNN_SIZES = {
 }
 
 
-def _adapt_strides(frames: int, bins: int, strides: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], tuple[int, ...]]:
+def _adapt_strides(
+    frames: int, bins: int, strides: list[tuple[int, int]]
+) -> tuple[list[tuple[int, int]], tuple[int, ...]]:
     """Apply ``downsampling_plan`` separately along time and frequency.
 
     Args:

@@ -17,7 +17,15 @@ from __future__ import annotations
 
 import keras
 
-from cnnkit.models.blocks import check_count, check_fraction, check_positive, classifier, downsampling_plan, finish, scaled
+from cnnkit.models.blocks import (
+    check_count,
+    check_fraction,
+    check_positive,
+    classifier,
+    downsampling_plan,
+    finish,
+    scaled,
+)
 from cnnkit.models.registry import ConvLayers, register_model
 
 _BLOCK_FILTERS = (64, 128, 256, 512, 512)
@@ -81,7 +89,9 @@ def vgg16(
     fc_units: int = 4096,
 ) -> keras.Model:
     """VGG-16 (configuration D): 2-2-3-3-3 convolutions; see ``_vgg`` for the arguments."""
-    return _vgg("vgg16", (2, 2, 3, 3, 3), input_shape, num_classes, layers, dropout=dropout, width=width, fc_units=fc_units)
+    return _vgg(
+        "vgg16", (2, 2, 3, 3, 3), input_shape, num_classes, layers, dropout=dropout, width=width, fc_units=fc_units
+    )
 
 
 @register_model("vgg19")
@@ -95,4 +105,6 @@ def vgg19(
     fc_units: int = 4096,
 ) -> keras.Model:
     """VGG-19 (configuration E): 2-2-4-4-4 convolutions; see ``_vgg`` for the arguments."""
-    return _vgg("vgg19", (2, 2, 4, 4, 4), input_shape, num_classes, layers, dropout=dropout, width=width, fc_units=fc_units)
+    return _vgg(
+        "vgg19", (2, 2, 4, 4, 4), input_shape, num_classes, layers, dropout=dropout, width=width, fc_units=fc_units
+    )

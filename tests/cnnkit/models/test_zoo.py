@@ -5,9 +5,10 @@ Each model builds on the small inputs the pipelines use (8x8 digits, 28x28 MNIST
 probabilities. With ``conv="handgrad"`` every architecture runs on the smallest
 image and the spectrogram, and ``lecture`` and ``resnet18`` (the pipelines' default
 models) on all four: the stem adaptation does not depend on the flavour, and each
-build costs about a second of CPU, most of it creating variables. Channel widths and VGG/AlexNet's 4096-unit layers are shrunk where the
-builder has the option, because random initialisation of millions of weights is most
-of the build time; the defaults are built in the per-model parameter-count tests.
+build costs about a second of CPU, most of it creating variables. Channel widths and
+VGG/AlexNet's 4096-unit layers are shrunk where the builder has the option, to keep
+memory and initialisation small; the defaults are built in the per-model
+parameter-count tests.
 """
 
 import keras
