@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--speakers", default=",".join(SPEAKERS), help="held-out speakers for leave-one-speaker-out")
     parser.add_argument("--skip-loso", action="store_true", help="only the official split and the front ends")
-    parser.add_argument("--repeats", type=int, default=3, help="timing rounds of the front ends")
+    parser.add_argument("--repeats", type=int, default=5, help="timing rounds of the front ends")
     args = parser.parse_args()
     if not FSDD.is_dir():
         print(json.dumps({"skipped": f"{FSDD} is absent"}))

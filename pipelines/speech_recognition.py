@@ -154,7 +154,13 @@ def run(cfg: Config) -> dict:
         plots.training_curves(result.history, run_dir / "curves.png")
         plots.confusion_matrix(report["confusion_matrix"], data.classes, run_dir / "confusion_matrix.png")
         plots.misclassified_grid(
-            scores["wrong_features"], scores["wrong_true"], scores["wrong_pred"], data.classes, run_dir / "misclassified.png"
+            scores["wrong_features"],
+            scores["wrong_true"],
+            scores["wrong_pred"],
+            data.classes,
+            run_dir / "misclassified.png",
+            misclassified=scores["misclassified"],
+            tested=report["n"],
         )
         epoch_seconds = [row["train_seconds"] for row in result.history]
         summary = {
@@ -268,20 +274,20 @@ def _faster_batch_norm_averages(model: keras.Model) -> None:
 
 
 def _score(model: keras.Model, ds: tf.data.Dataset, split: speech.Split, classes: Sequence[str]) -> dict:
-    """Predict every batch of ``ds`` (in order), then the report, per-speaker accuracy and up to 36 misclassified spectrograms."""
+    """Predict every batch of ``ds`` (in order), then the report, per-speaker accuracy and the first misclassified spectrograms."""
     y_true, probs, wrong = [], [], []
     for x, y in ds:
         p = model.predict_on_batch(x)
         y_true.append(y.numpy())
         probs.append(np.asarray(p))
         missed = np.flatnonzero(np.argmax(p, axis=1) != y.numpy())
-        if sum(len(w) for w in wrong) < 36:
+        if sum(len(w) for w in wrong) < plots.MISCLASSIFIED_SHOWN:
             wrong.append(x.numpy()[missed])
     y_true = np.concatenate(y_true).astype(np.int64)
     probs = np.concatenate(probs)
     y_pred = probs.argmax(axis=1)
-    missed = np.flatnonzero(y_pred != y_true)[:36]
-    features = np.concatenate(wrong)[:36] if wrong else np.zeros((0, 1, 1, 1))
+    missed = np.flatnonzero(y_pred != y_true)[: plots.MISCLASSIFIED_SHOWN]
+    features = np.concatenate(wrong)[: plots.MISCLASSIFIED_SHOWN] if wrong else np.zeros((0, 1, 1, 1))
     return {
         "report": metrics.classification_report(y_true, probs, classes),
         "speakers": _per_speaker(split.speakers, y_true == y_pred),

@@ -6,9 +6,11 @@ Two front ends compute the same features:
   batched, no Python per clip);
 * :func:`librosa_features` is the NumPy reference built from librosa calls.
 
-They agree because they share every choice that could differ: a periodic Hann
-window whose length equals the FFT size (so librosa's centring of a short
-window inside a longer FFT frame never comes into play), no centre padding,
+They agree because they share every choice that could differ: frames of
+``n_fft`` samples (the next power of two above the window, where FFTs are
+fastest: 512 for a 25 ms window at 16 kHz) carrying a periodic Hann window of
+``win_length`` samples zero-padded at both ends, as ``librosa.stft`` centres a
+short window in its FFT frame; no centre padding of the signal,
 the power spectrogram ``|X|^2``, librosa's Slaney mel filterbank
 (``librosa.filters.mel``) used as a constant matrix by both, ``power_to_db``
 with an absolute floor ``amin`` and a per-utterance ``top_db`` clip, and the
@@ -43,7 +45,7 @@ class FeatureSpec:
         kind: ``stft`` (log power spectrogram), ``logmel`` (log mel power) or
             ``mfcc`` (DCT of the log-mel).
         sample_rate: of the waveform, Hz.
-        window_ms: analysis window (= FFT size), 25 ms as in most ASR front ends.
+        window_ms: analysis window, 25 ms as in most ASR front ends.
         hop_ms: frame step, 10 ms.
         n_mels: mel bands for ``logmel`` and ``mfcc``.
         n_mfcc: cepstral coefficients kept for ``mfcc``.
@@ -76,8 +78,13 @@ class FeatureSpec:
 
     @property
     def win_length(self) -> int:
-        """Window and FFT length in samples (400 at 16 kHz)."""
+        """Window length in samples (400 at 16 kHz)."""
         return int(round(self.sample_rate * self.window_ms / 1000))
+
+    @property
+    def n_fft(self) -> int:
+        """FFT size and frame length: the window rounded up to a power of two (512 at 16 kHz)."""
+        return 1 << (self.win_length - 1).bit_length()
 
     @property
     def hop_length(self) -> int:
@@ -87,13 +94,13 @@ class FeatureSpec:
     @property
     def bins(self) -> int:
         """Feature values per frame."""
-        return {"stft": self.win_length // 2 + 1, "logmel": self.n_mels, "mfcc": self.n_mfcc}[self.kind]
+        return {"stft": self.n_fft // 2 + 1, "logmel": self.n_mels, "mfcc": self.n_mfcc}[self.kind]
 
     def frames(self, num_samples: int) -> int:
         """Frames for a clip of ``num_samples`` (no centre padding)."""
-        if num_samples < self.win_length:
-            raise InputError(f"clip of {num_samples} samples is shorter than one {self.window_ms} ms window")
-        return 1 + (num_samples - self.win_length) // self.hop_length
+        if num_samples < self.n_fft:
+            raise InputError(f"clip of {num_samples} samples is shorter than one {self.n_fft}-sample frame")
+        return 1 + (num_samples - self.n_fft) // self.hop_length
 
     def shape(self, num_samples: int) -> tuple[int, int, int]:
         """Model input shape ``(frames, bins, 1)`` for clips of ``num_samples``."""
@@ -104,10 +111,10 @@ def mel_matrix(spec: FeatureSpec) -> np.ndarray:
     """librosa's Slaney mel filterbank, transposed for right-multiplication.
 
     Returns:
-        ``(win_length // 2 + 1, n_mels)`` float32.
+        ``(n_fft // 2 + 1, n_mels)`` float32.
     """
     return librosa.filters.mel(
-        sr=spec.sample_rate, n_fft=spec.win_length, n_mels=spec.n_mels, fmin=spec.fmin, fmax=spec.fmax
+        sr=spec.sample_rate, n_fft=spec.n_fft, n_mels=spec.n_mels, fmin=spec.fmin, fmax=spec.fmax
     ).T.astype(np.float32)
 
 
@@ -116,6 +123,17 @@ def _tf_power_to_db(power: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:
     db = 10.0 * tf.math.log(tf.maximum(power, spec.amin)) / tf.math.log(10.0)
     peak = tf.reduce_max(db, axis=[-2, -1], keepdims=True)
     return tf.maximum(db, peak - spec.top_db)
+
+
+def _centred_hann(spec: FeatureSpec, dtype: tf.DType) -> tf.Tensor:
+    """``(n_fft,)``: a periodic Hann window of ``win_length``, zero-padded equally on both sides.
+
+    The window equals scipy's ``get_window("hann", fftbins=True)`` and the
+    padding ``librosa.util.pad_center``, both as inside ``librosa.stft``.
+    """
+    left = (spec.n_fft - spec.win_length) // 2
+    window = tf.signal.hann_window(spec.win_length, periodic=True, dtype=dtype)
+    return tf.pad(window, [[left, spec.n_fft - spec.win_length - left]])
 
 
 def tf_features(waveforms: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:
@@ -131,10 +149,10 @@ def tf_features(waveforms: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:
     """
     stft = tf.signal.stft(
         waveforms,
-        frame_length=spec.win_length,
+        frame_length=spec.n_fft,
         frame_step=spec.hop_length,
-        fft_length=spec.win_length,
-        window_fn=tf.signal.hann_window,  # periodic, = scipy's get_window("hann", fftbins=True)
+        fft_length=spec.n_fft,
+        window_fn=lambda length, dtype: _centred_hann(spec, dtype),
         pad_end=False,
     )
     power = tf.math.square(tf.math.abs(stft))
@@ -159,7 +177,7 @@ def librosa_features(waveform: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """
     stft = librosa.stft(
         waveform,
-        n_fft=spec.win_length,
+        n_fft=spec.n_fft,
         hop_length=spec.hop_length,
         win_length=spec.win_length,
         window="hann",

@@ -43,7 +43,7 @@ def test_run_writes_metrics_with_per_speaker_accuracy(finished_run):
     assert metrics["worst_speaker"] in metrics["per_speaker"]
     assert np.sum(metrics["confusion_matrix"]) == 20
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["task"] == "speech" and config["preprocessing"]["input_shape"] == [48, 20, 1]
+    assert config["task"] == "speech" and config["preprocessing"]["input_shape"] == [47, 20, 1]
     for name in ("model.keras", "history.csv", "curves.png", "confusion_matrix.png", "misclassified.png"):
         assert (run_dir / name).is_file()
     assert result["run_dir"] == str(run_dir)

@@ -171,7 +171,7 @@ def test_batches_pad_crop_and_featurise_in_order():
     spec = FeatureSpec(sample_rate=8000, n_mels=20)
     ds = speech.batches(split, spec, duration=0.5, batch_size=2)
     xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
-    assert [x.shape for x in xs] == [(2, 48, 20, 1), (1, 48, 20, 1)]
+    assert [x.shape for x in xs] == [(2, 47, 20, 1), (1, 47, 20, 1)]
     np.testing.assert_array_equal(np.concatenate(ys), [2, 0, 1])
     x = np.concatenate(xs)
     np.testing.assert_allclose(x.mean(axis=(1, 2, 3)), 0.0, atol=1e-4)
