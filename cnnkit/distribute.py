@@ -119,7 +119,8 @@ def setup_compute(
     Raises:
         InputError: an unknown ``device``/``strategy``, ``device="gpu"`` without
             a GPU, ``logical_cpus < 1``, or a missing or malformed ``TF_CONFIG``
-            for ``"multiworker"``, or ``jit`` with more than one replica.
+            for ``"multiworker"``, or ``jit`` where Keras cannot run XLA (several
+            devices in one process, or ``"multiworker"`` on CPU).
         RuntimeError: TensorFlow already initialised its devices in this
             process, so GPUs can no longer be hidden or the CPU split; call
             ``setup_compute`` before any other TensorFlow op, or run in a
@@ -146,13 +147,7 @@ def setup_compute(
     else:
         chosen = _local_strategy(strategy, gpus)
     if jit and chosen.num_replicas_in_sync > 1:
-        # Keras 3 XLA-compiles the whole multi-replica step as one cluster, and
-        # XLA cannot reach variables that live on another device
-        # (keras-team/keras#19005; tensorflow.org/xla/known_issues).
-        raise InputError(
-            f"--jit with {chosen.num_replicas_in_sync} replicas ({type(chosen).__name__}): Keras compiles all "
-            "replicas into one XLA program, which cannot span devices; use --no-jit, or --strategy one"
-        )
+        _check_jit(chosen, gpus)
     log.info(
         "compute: %d GPU(s) %s, %d logical CPU device(s); strategy %s with %d replica(s)%s; precision %s",
         len(gpus),
@@ -382,6 +377,24 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             f"training diverged: the loss became {float(loss)} at epoch {self._epoch + 1}, step {batch + 1} "
             f"(optimizer step {iterations}); the resume state still holds the last finite weights. "
             "Lower --lr, or train without --mixed-precision"
+        )
+
+
+def _check_jit(strategy: tf.distribute.Strategy, gpus: list) -> None:
+    """Refuse XLA where Keras 3 cannot run it with several replicas."""
+    local = len(strategy.extended.worker_devices)
+    if local > 1:
+        # Keras 3 XLA-compiles the whole multi-replica step as one program, and
+        # XLA cannot reach variables that live on another device
+        # (keras-team/keras#19005; tensorflow.org/xla/known_issues).
+        raise InputError(
+            f"--jit with {local} devices in one process ({type(strategy).__name__}): Keras compiles all "
+            "replicas into one XLA program, which cannot span devices; use --no-jit, or --strategy one"
+        )
+    if not gpus:
+        raise InputError(
+            "--jit with --strategy multiworker on CPU: XLA has no collective operations on CPU "
+            "(TensorFlow: 'Collectives are not yet implemented for CPU devices'); use --no-jit"
         )
 
 

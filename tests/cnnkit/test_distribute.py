@@ -262,7 +262,7 @@ def mirrored_vs_one() -> dict:
 @pytest.mark.slow
 def test_jit_with_two_replicas_is_refused_with_the_reason(mirrored_vs_one):
     assert mirrored_vs_one["jit"].startswith(
-        "InputError: --jit with 2 replicas (MirroredStrategy): Keras compiles all replicas into one XLA program"
+        "InputError: --jit with 2 devices in one process (MirroredStrategy): Keras compiles all replicas into one XLA program"
     )
 
 
