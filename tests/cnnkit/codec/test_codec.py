@@ -99,10 +99,14 @@ def test_decode_is_bit_identical_in_another_process(tiny_weights, tiny_codec, tm
     assert here == again == other
 
 
+@pytest.fixture(scope="module")
+def original(tiny_codec):
+    return tiny_codec.encode(codec.to_pixels(_image("RGB", 20, 20)))
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_mutated_files_never_decode_to_garbage(tiny_codec, data):
-    original = tiny_codec.encode(codec.to_pixels(_image("RGB", 20, 20)))
+def test_mutated_files_never_decode_to_garbage(tiny_codec, original, data):
     mutated = bytearray(original)
     for _ in range(data.draw(st.integers(1, 4))):
         position = data.draw(st.integers(0, len(mutated) - 1))
