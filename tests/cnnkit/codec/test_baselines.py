@@ -47,4 +47,6 @@ def _curve(scale):
 def test_bd_rate_of_a_curve_needing_half_the_bits_is_minus_fifty_percent():
     assert baselines.bd_rate(_curve(1.0), _curve(1.0)) == pytest.approx(0.0, abs=1e-9)
     assert baselines.bd_rate(_curve(1.0), _curve(0.5)) == pytest.approx(-50.0)
-    assert baselines.bd_rate(_curve(1.0), _curve(1.0)[:3]) is None
+    # No common PSNR range, or a curve of one point: no BD-rate.
+    assert baselines.bd_rate(_curve(1.0)[:2], _curve(1.0)[3:]) is None
+    assert baselines.bd_rate(_curve(1.0), _curve(1.0)[:1]) is None
