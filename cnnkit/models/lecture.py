@@ -2,11 +2,12 @@
 
 The lecture's MNIST block is one convolution, a ReLU, a 2x2 max pool and a fully
 connected softmax layer (``filters=(8,), dense_units=0, dropout=0`` reproduces it).
-The defaults stack two such blocks (32 and 64 filters of 3x3), add one hidden
+The defaults stack three such blocks (32, 64 and 128 filters of 3x3), add one hidden
 fully connected layer of 128 ReLU units and dropout 0.5 before the classifier: the
-best of the configurations we tried; it reaches >= 98.5% test accuracy on
-scikit-learn's 8x8 digits and >= 99% on MNIST within 15 epochs (see
-``benchmarks/models_lecture.py``).
+best of the configurations compared by ``benchmarks/models_lecture.py`` (15 epochs,
+Adam 3e-3 with cosine decay, batch 32). On scikit-learn's 8x8 digits (stratified
+80/20 split) it scores 98.7% test accuracy averaged over 3 seeds (two blocks: 98.1%;
+the lecture's single block: 93%); on MNIST see the benchmark's JSON.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def lecture(
     num_classes: int,
     layers: ConvLayers,
     *,
-    filters: Sequence[int] = (32, 64),
+    filters: Sequence[int] = (32, 64, 128),
     kernel_size: int = 3,
     dense_units: int = 128,
     dropout: float = 0.5,

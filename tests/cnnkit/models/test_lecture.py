@@ -6,13 +6,17 @@ import numpy as np
 from cnnkit import models
 
 
-def test_default_is_two_conv_pool_blocks_and_a_hidden_layer():
+def test_default_is_three_conv_pool_blocks_and_a_hidden_layer():
     model = models.build("lecture", (28, 28, 1), 10)
     assert [layer.name for layer in model.layers] == [
-        "input", "block1_conv", "block1_pool", "block2_conv", "block2_pool",
+        "input", "block1_conv", "block1_pool", "block2_conv", "block2_pool", "block3_conv", "block3_pool",
         "flatten", "fc", "dropout", "logits", "predictions",
     ]
-    assert tuple(model.get_layer("flatten").input.shape) == (None, 7, 7, 64)
+    assert tuple(model.get_layer("flatten").input.shape) == (None, 4, 4, 128)  # 28 -> 14 -> 7 -> 4 ("same")
+    # On 8x8 digits the first pool goes: 8 -> 8 -> 4 -> 2.
+    small = models.build("lecture", (8, 8, 1), 10)
+    assert "block1_pool" not in [layer.name for layer in small.layers]
+    assert tuple(small.get_layer("flatten").input.shape) == (None, 2, 2, 128)
 
 
 def test_single_block_is_the_lecture_example():

@@ -14,7 +14,7 @@ def test_names_lists_every_architecture():
 
 
 def test_options_report_builder_defaults():
-    assert models.options("lecture") == {"filters": (32, 64), "kernel_size": 3, "dense_units": 128, "dropout": 0.5}
+    assert models.options("lecture") == {"filters": (32, 64, 128), "kernel_size": 3, "dense_units": 128, "dropout": 0.5}
     assert models.options("resnet50") == {"width": 1.0}
 
 
@@ -60,5 +60,5 @@ def test_unknown_option_and_conv_are_rejected():
 def test_small_input_adaptation_shows_in_the_model_name():
     assert models.build("lecture", (28, 28, 1), 10).name == "lecture"
     model = models.build("lecture", (2, 2, 1), 10)
-    assert model.name == "lecture_small_input_0of2_downsamples"
+    assert model.name == "lecture_small_input_0of3_downsamples"
     assert model(np.zeros((1, 2, 2, 1), "float32")).shape == (1, 10)
