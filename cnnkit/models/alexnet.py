@@ -27,6 +27,7 @@ from cnnkit.models.blocks import (
     classifier,
     downsampling_plan,
     finish,
+    hidden_fc,
     scaled,
 )
 from cnnkit.models.registry import ConvLayers, register_model
@@ -75,9 +76,5 @@ def alexnet(
         )(x)
         if pooled and next(pool_strides) == 2:
             x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"pool{i}")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    for fc in (1, 2):
-        if dropout:
-            x = keras.layers.Dropout(dropout, name=f"fc{fc}_dropout")(x)
-        x = layers.Dense(fc_units, activation="relu", name=f"fc{fc}")(x)
+    x = hidden_fc(x, layers, fc_units, dropout, dropout_first=True)
     return finish(inputs, classifier(x, num_classes, layers), "alexnet", plan)

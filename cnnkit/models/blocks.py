@@ -74,6 +74,34 @@ def classifier(x: keras.KerasTensor, num_classes: int, layers: ConvLayers) -> ke
     return keras.layers.Activation("softmax", dtype="float32", name="predictions")(x)
 
 
+def hidden_fc(
+    x: keras.KerasTensor, layers: ConvLayers, units: int, dropout: float, *, dropout_first: bool
+) -> keras.KerasTensor:
+    """Flatten, then two fully connected ReLU layers ``fc1``, ``fc2`` of ``units`` with dropout.
+
+    AlexNet drops out before each layer (``dropout_first``), VGG after; names
+    ``fc{i}_dropout``. No dropout layer when ``dropout`` is 0.
+
+    Args:
+        x: ``(batch, height, width, channels)``.
+        layers: conv flavour.
+        units: width of each hidden layer.
+        dropout: dropout rate.
+        dropout_first: dropout before (True) or after (False) each layer.
+
+    Returns:
+        ``(batch, units)``.
+    """
+    x = keras.layers.Flatten(name="flatten")(x)
+    for i in (1, 2):
+        if dropout and dropout_first:
+            x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
+        x = layers.Dense(units, activation="relu", name=f"fc{i}")(x)
+        if dropout and not dropout_first:
+            x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
+    return x
+
+
 def conv_bn_relu(
     x: keras.KerasTensor,
     layers: ConvLayers,
@@ -151,9 +179,7 @@ def basic_block(
         shortcut = keras.layers.BatchNormalization(epsilon=1e-5, name=f"{name}_0_bn")(shortcut)
     x = conv_bn_relu(x, layers, filters, 3, strides=stride, epsilon=1e-5, name=f"{name}_1")
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_2_conv")(x)
-    x = keras.layers.BatchNormalization(epsilon=1e-5, name=f"{name}_2_bn")(x)
-    x = keras.layers.Add(name=f"{name}_add")([shortcut, x])
-    return keras.layers.Activation("relu", name=f"{name}_out")(x)
+    return _bn_add_relu(x, shortcut, epsilon=1e-5, name=f"{name}_2", block=name)
 
 
 def bottleneck_block(
@@ -192,9 +218,16 @@ def bottleneck_block(
     x = conv_bn_relu(x, layers, filters, 1, use_bias=True, epsilon=1.001e-5, name=f"{name}_1")
     x = conv_bn_relu(x, layers, filters, 3, strides=stride, use_bias=True, epsilon=1.001e-5, name=f"{name}_2")
     x = layers.Conv2D(4 * filters, 1, name=f"{name}_3_conv")(x)
-    x = keras.layers.BatchNormalization(epsilon=1.001e-5, name=f"{name}_3_bn")(x)
-    x = keras.layers.Add(name=f"{name}_add")([shortcut, x])
-    return keras.layers.Activation("relu", name=f"{name}_out")(x)
+    return _bn_add_relu(x, shortcut, epsilon=1.001e-5, name=f"{name}_3", block=name)
+
+
+def _bn_add_relu(
+    x: keras.KerasTensor, shortcut: keras.KerasTensor, *, epsilon: float, name: str, block: str
+) -> keras.KerasTensor:
+    """The end of a residual block: ``relu(BN(x) + shortcut)``, named ``{name}_bn``, ``{block}_add/_out``."""
+    x = keras.layers.BatchNormalization(epsilon=epsilon, name=f"{name}_bn")(x)
+    x = keras.layers.Add(name=f"{block}_add")([shortcut, x])
+    return keras.layers.Activation("relu", name=f"{block}_out")(x)
 
 
 def inception_module(

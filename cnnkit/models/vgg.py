@@ -24,6 +24,7 @@ from cnnkit.models.blocks import (
     classifier,
     downsampling_plan,
     finish,
+    hidden_fc,
     scaled,
 )
 from cnnkit.models.registry import ConvLayers, register_model
@@ -70,11 +71,7 @@ def _vgg(
             )(x)
         if stride == 2:
             x = layers.MaxPooling2D(2, strides=2, padding="same", name=f"block{block}_pool")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    for fc in (1, 2):
-        x = layers.Dense(fc_units, activation="relu", name=f"fc{fc}")(x)
-        if dropout:
-            x = keras.layers.Dropout(dropout, name=f"fc{fc}_dropout")(x)
+    x = hidden_fc(x, layers, fc_units, dropout, dropout_first=False)
     return finish(inputs, classifier(x, num_classes, layers), arch, plan)
 
 
