@@ -350,5 +350,8 @@ def pipeline(
         ds = ds.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     if augment is not None:
-        ds = ds.map(lambda x, y: (augment(x, training=True), y), tf.data.AUTOTUNE)
+        # One call at a time: the random layers draw from a seed state that parallel
+        # calls would advance in a racing order, and the same --seed must give the same run.
+        # Prefetching still overlaps this work with training.
+        ds = ds.map(lambda x, y: (augment(x, training=True), y))
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -155,3 +155,16 @@ def test_pipeline_batches_shuffles_and_augments():
     augmented = images.pipeline(data, max_value=255.0, size=(4, 4), channels=1, batch_size=10, augment=images.augmenter(flips=True, seed=0))
     x_aug, y_aug = next(iter(augmented))
     assert x_aug.shape == (10, 4, 4, 1) and list(y_aug.numpy()) == list(range(10))
+
+
+def test_augmented_pipeline_is_reproducible():
+    x = np.random.default_rng(0).integers(0, 256, (64, 8, 8, 1), dtype=np.uint8)
+    data = images.ImageSet(x, np.arange(64) % 2)
+
+    def epoch(augment):
+        ds = images.pipeline(data, max_value=255.0, size=(8, 8), channels=1, batch_size=8, shuffle_seed=0, augment=augment)
+        return np.concatenate([batch.numpy() for batch, _ in ds])
+
+    first, second = (epoch(images.augmenter(flips=False, seed=0)) for _ in range(2))
+    np.testing.assert_array_equal(first, second)  # the same seed, the same augmented images
+    assert not np.allclose(first, epoch(None))  # and they were augmented
