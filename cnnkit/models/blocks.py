@@ -11,7 +11,7 @@ number (<= D) for which the final feature map still has a smaller side >= 2 unde
 "same" padding (``ceil(side / 2**k) >= 2``); the earliest steps, i.e. the stem, are the
 ones dropped: a strided convolution gets stride 1, a pooling layer is left out. At
 ImageNet size nothing changes; on 32x32 CIFAR a ResNet keeps 4 of its 5 halvings, on
-8x8 digits 2; an input with a side below 4 keeps none, and no map ever falls below
+8x8 digits 2; an input with a side of 1 or 2 keeps none, and no map ever falls below
 1x1. The speech builders apply the rule to time and frequency separately, as they
 downsample the two axes differently. ``finish`` records the adaptation in the model
 name (``resnet18_small_input_4of5_downsamples``) and logs it at INFO level.
