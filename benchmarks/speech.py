@@ -140,13 +140,14 @@ def main() -> None:
     if not FSDD.is_dir():
         print(json.dumps({"skipped": f"{FSDD} is absent"}))
         return
-    report = {"dataset": str(FSDD), "model": args.model, "epochs": args.epochs, "frontend": frontend_speed(args.repeats)}
-    if args.frontend_only:
-        print(json.dumps(report, indent=2))
-        return
+    report = {"dataset": str(FSDD), "model": args.model, "epochs": args.epochs}
     if args.tutorial_only:
         loso = {speaker: tutorial(f"speaker:{speaker}", args.seed) for speaker in args.speakers.split(",")}
         report["tutorial"] = {"official": tutorial("official", args.seed), "leave_one_speaker_out": loso}
+        print(json.dumps(report, indent=2))
+        return
+    report["frontend"] = frontend_speed(args.repeats)
+    if args.frontend_only:
         print(json.dumps(report, indent=2))
         return
     with tempfile.TemporaryDirectory() as tmp:
