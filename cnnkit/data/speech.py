@@ -119,12 +119,12 @@ class Split:
     Attributes:
         dataset: elements ``(waveform (samples,) float32, label () int32)``,
             clips of any length, in a fixed order.
-        size: number of clips (``None`` if unknown before iterating).
+        size: number of clips.
         speakers: speaker of each clip in dataset order, or ``None``.
     """
 
     dataset: tf.data.Dataset
-    size: int | None
+    size: int
     speakers: list[str] | None = None
 
 
@@ -334,13 +334,19 @@ def _tfds_speech_commands(data_dir: str | None, sample_rate: int, split: str) ->
 
     def subset(name: str) -> Split:
         ds = tfds.load("speech_commands", split=name, data_dir=data_dir, shuffle_files=False)
-        return Split(ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE), None)
+        return Split(ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE), _count(ds))
 
     if split == "all":
         everything = tfds.load("speech_commands", split="train+validation+test", data_dir=data_dir)
         empty = _Pool([], np.zeros(0, np.int64), None, None).take([])
-        return classes, (empty, empty, Split(everything.map(convert), None))
+        return classes, (empty, empty, Split(everything.map(convert), _count(everything)))
     return classes, (subset("train"), subset("validation"), subset("test"))
+
+
+def _count(ds: tf.data.Dataset) -> int:
+    """Examples in ``ds``: its cardinality when tfds recorded it, else counted once."""
+    known = int(ds.cardinality())
+    return known if known >= 0 else int(ds.reduce(0, lambda count, _: count + 1))
 
 
 def load(
@@ -448,7 +454,8 @@ def batches(
     if augmentation is None:
         ds = ds.map(lambda w, y: (augment.fix_length(w, num_samples), y), num_parallel_calls=tf.data.AUTOTUNE)
     else:
-        ds = ds.shuffle(split.size or 10_000, seed=seed, reshuffle_each_iteration=True)
+        # At most 10k clips in the buffer: Speech Commands' 85k would hold 5 GB of audio.
+        ds = ds.shuffle(min(split.size, 10_000), seed=seed, reshuffle_each_iteration=True)
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(4)
         ds = tf.data.Dataset.zip(ds, seeds).map(
             lambda example, s: (_augment_waveform(example[0], s, num_samples, spec.sample_rate, augmentation), example[1]),

@@ -19,7 +19,7 @@ def test_speech_commands_keeps_its_official_splits_and_12_classes(tmp_path):
         assert data.classes[-2:] == ["_silence_", "_unknown_"] and len(data.classes) == 12
         for part in (data.train, data.val, data.test):
             examples = list(part.dataset)
-            assert len(examples) == 6 and part.speakers is None
+            assert len(examples) == part.size == 6 and part.speakers is None
             for waveform, label in examples:
                 assert waveform.dtype == tf.float32 and np.abs(waveform.numpy()).max() <= 1.0
                 assert 0 <= int(label) < 12
