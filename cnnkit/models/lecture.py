@@ -8,7 +8,8 @@ best of the configurations compared by ``benchmarks/models_lecture.py`` (15 epoc
 Adam 3e-3 with cosine decay, batch 32). On scikit-learn's 8x8 digits (stratified
 80/20 split) it scores 98.7% test accuracy averaged over 3 seeds (99.4/98.6/98.1%;
 two blocks: 98.1%; 64-128-256 filters: also 98.7% at 3x the parameters; the lecture's
-single block: 95.5%); on MNIST see the benchmark's JSON.
+single block: 95.5%). On MNIST (the 10,000 offline images: 8,000 to train, 2,000 to
+test; seed 0) it scores 99.4% (two blocks: 99.15%; single block: 97.15%).
 """
 
 from __future__ import annotations
