@@ -2,12 +2,14 @@
 
 Call :func:`setup_compute` once, first thing in a training process, before any
 other TensorFlow call: hiding GPUs and splitting the CPU into logical devices
-are only possible before TensorFlow initialises its devices. Then build and
+are only possible before TensorFlow initialises its devices, and one process
+should hold one multi-device strategy (a second one reuses the first one's
+collective-operation keys). Then build and
 compile the model inside ``strategy.scope()`` and feed ``model.fit`` a tf.data
 pipeline batched with :func:`global_batch_size` and passed through
 :func:`shard_by_data`::
 
-    strategy = setup_compute(device="auto", strategy="auto", mixed_precision=True)
+    strategy = setup_compute(device="auto", strategy="auto", mixed_precision=True, jit=jit)
     with strategy.scope():
         model = models.build(...)
         model.compile(..., jit_compile=jit)
