@@ -3,8 +3,8 @@
 Call :func:`setup_compute` once, first thing in a training process, before any
 other TensorFlow call: hiding GPUs and splitting the CPU into logical devices
 are only possible before TensorFlow initialises its devices, and one process
-should hold one multi-device strategy (a second one reuses the first one's
-collective-operation keys). Then build and
+should hold one multi-device strategy (a second MirroredStrategy's
+all-reduce collided with the first one's in our benchmark runs). Then build and
 compile the model inside ``strategy.scope()`` and feed ``model.fit`` a tf.data
 pipeline batched with :func:`global_batch_size` and passed through
 :func:`shard_by_data`::
