@@ -88,21 +88,24 @@ def cnnkit_run(out: Path, epochs: int, **options) -> dict:
 
 
 class EpochTimer(keras.callbacks.Callback):
+    """CPU-seconds of this process per epoch (see :func:`throughput` for why CPU time)."""
+
     def on_train_begin(self, logs=None):
         self.seconds = []
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
+        self._start = time.process_time()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
+        self.seconds.append(time.process_time() - self._start)
 
 
 def throughput(parts, epochs: int, work: Path, repeats: int = 3) -> dict:
     """Images/s of whole ``fit`` calls (tracing, every callback and checkpoint included) of the simple convnet.
 
-    The two ways alternate ``repeats`` times and each keeps its best: on a
-    shared machine the fastest of several runs is the one least disturbed.
+    Images per CPU-second of this process (``time.process_time``): on a
+    machine shared with other jobs, wall time measures the neighbours as much
+    as the code. The two ways alternate ``repeats`` times and each keeps its best.
     """
     train = parts["train"]
     steps = math.ceil(len(train) / 128)
@@ -114,9 +117,9 @@ def throughput(parts, epochs: int, work: Path, repeats: int = 3) -> dict:
         return model
 
     def timed(fit) -> float:
-        start = time.perf_counter()
+        start = time.process_time()
         fit()
-        return len(train) * epochs / (time.perf_counter() - start)
+        return len(train) * epochs / (time.process_time() - start)
 
     x, y = train.x.astype(np.float32) / 255.0, train.y
     ds = images.pipeline(train, max_value=255.0, size=(28, 28), channels=1, batch_size=128, shuffle_seed=0)
@@ -129,7 +132,7 @@ def throughput(parts, epochs: int, work: Path, repeats: int = 3) -> dict:
 
 
 def lecture_epoch_seconds(parts, epochs: int, *, conv: str = "keras", policy: str = "float32") -> float:
-    """Mean epoch seconds (after the first) of the lecture CNN on the 8,000 MNIST images, batch 32."""
+    """Mean epoch CPU-seconds (after the first) of the lecture CNN on the 8,000 MNIST images, batch 32."""
     keras.mixed_precision.set_global_policy(policy)
     try:
         keras.utils.set_random_seed(0)
