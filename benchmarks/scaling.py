@@ -137,6 +137,8 @@ def measure(name: str, precision: str, jit: bool, devices: int, steps: int, per_
         seconds.append(time.perf_counter() - start)
     return {
         **config,
+        "built": model.name,
+        "params": model.count_params(),
         "global_batch": batch,
         "images_per_second": steps * batch / min(seconds),
         "forward_flops_per_image": 2 * forward_macs(model),
@@ -148,18 +150,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6, help="timed training steps per repeat")
     parser.add_argument("--repeats", type=int, default=2, help="timed repeats; the fastest counts")
     parser.add_argument("--batch", type=int, default=32, help="batch per replica")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated zoo names")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one JSON configuration
     args = parser.parse_args()
-    timing = {"steps": args.steps, "per_replica_batch": args.batch, "repeats": args.repeats}
+    timing = {"steps": args.steps, "repeats": args.repeats, "batch": args.batch}
     if args.one:
-        print(json.dumps(measure(**json.loads(args.one), **timing)))
+        print(json.dumps(measure(**json.loads(args.one), steps=args.steps, per_replica_batch=args.batch, repeats=args.repeats)))
         return
 
     rows = []
-    for name, precision, jit, devices in itertools.product(MODELS, PRECISIONS, (False, True), (1, 2)):
+    for name, precision, jit, devices in itertools.product(args.models.split(","), PRECISIONS, (False, True), (1, 2)):
         config = {"name": name, "precision": precision, "jit": jit, "devices": devices}
         done = subprocess.run(
-            [sys.executable, __file__, "--one", json.dumps(config), *(f"--{k}={v}" for k, v in vars(args).items() if k != "one")],
+            [sys.executable, __file__, "--one", json.dumps(config), *(f"--{k}={v}" for k, v in timing.items())],
             cwd=REPO_ROOT,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""},
             capture_output=True,
