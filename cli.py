@@ -262,7 +262,7 @@ def _weights_option(function):
 
 @main.group(invoke_without_command=True)
 @click.option("--out", default=None, help="Report folder (default runs/compress-<time>).")
-@click.option("--quality", default=2, show_default=True, help="Quality level of the .cnz files (1 = lowest rate).")
+@click.option("--quality", default=3, show_default=True, help="Quality level of the .cnz files (1 = lowest rate).")
 @click.option("--model", default="factorized", show_default=True, help="Codec: factorized or lecture-ae.")
 @_weights_option
 @click.option("--max-side", default=None, type=int, help="Shrink the sample photos to at most this many pixels per side.")
@@ -285,7 +285,7 @@ def compress(ctx: click.Context, **options) -> None:
 @compress.command("encode")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("-o", "--out", required=True, help="Folder for the .cnz files.")
-@click.option("--quality", default=2, show_default=True, help="Quality level (1 = lowest rate).")
+@click.option("--quality", default=3, show_default=True, help="Quality level (1 = lowest rate).")
 @click.option("--model", default="factorized", show_default=True, help="Codec: factorized or lecture-ae.")
 @_weights_option
 def compress_encode(**options) -> None:

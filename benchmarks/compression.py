@@ -60,7 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default=None, help="codec files folder (default: the shipped data/weights)")
     parser.add_argument("--model", default="factorized")
-    parser.add_argument("--quality", type=int, default=2, help="quality level timed for speed")
+    parser.add_argument("--quality", type=int, default=3, help="quality level timed for speed")
     args = parser.parse_args()
 
     codecs = image_compression.load_codecs(args.weights, args.model)

@@ -199,7 +199,7 @@ class Config:
     """Options of ``compress`` without a subcommand."""
 
     out: str | None = None  # report folder; default runs/compress-<time>
-    quality: int = 2  # quality level of the .cnz files and the per-image table
+    quality: int = 3  # quality level of the .cnz files and the per-image table
     model: str = "factorized"  # codec architecture
     weights: str | None = None  # folder of codec files; None: the shipped ones
     max_side: int | None = None  # shrink the sample photos to at most this many pixels per side (quick runs)
@@ -327,7 +327,7 @@ class EncodeConfig:
 
     inputs: tuple[str, ...]  # image files (PNG/JPEG/BMP, any size and mode)
     out: str  # folder for the .cnz files (<stem>.cnz)
-    quality: int = 2  # quality level, 1 = lowest rate
+    quality: int = 3  # quality level, 1 = lowest rate
     model: str = "factorized"  # codec architecture
     weights: str | None = None  # folder of codec files <model>-q<quality>.npz; None: the shipped ones
 

@@ -15,8 +15,8 @@ stage() {  # stage OUT ARGS...: run `compress train` unless OUT already holds a 
 }
 
 stage "$RUNS/base" --lmbda 0.007 --steps 3500 --lr 3e-4
-for q_lmbda in 1:0.0015 4:0.035 2:0.004 3:0.012; do
+for q_lmbda in 1:0.0004 2:0.0015 3:0.004 4:0.012 5:0.035; do
   q=${q_lmbda%%:*}; lmbda=${q_lmbda#*:}
-  stage "$RUNS/q$q" --lmbda "$lmbda" --steps 750 --lr 1.5e-4 --quality "$q" --init "$RUNS/base"
+  stage "$RUNS/q$q" --lmbda "$lmbda" --steps 1000 --lr 1.5e-4 --quality "$q" --init "$RUNS/base"
   cp "$RUNS/q$q/factorized-q$q.npz" data/weights/
 done
