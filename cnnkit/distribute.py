@@ -72,6 +72,7 @@ __all__ = [
     "is_chief",
     "global_batch_size",
     "shard_by_data",
+    "check_jit",
     "run_folder",
     "check_disk_space",
     "StopOnSignal",
@@ -148,8 +149,8 @@ def setup_compute(
         _patch_keras_for_multiworker()
     else:
         chosen = _local_strategy(strategy, gpus)
-    if jit and chosen.num_replicas_in_sync > 1:
-        _check_jit(chosen, gpus)
+    if jit:
+        check_jit(chosen)
     log.info(
         "compute: %d GPU(s) %s, %d logical CPU device(s); strategy %s with %d replica(s)%s; precision %s",
         len(gpus),
@@ -187,6 +188,31 @@ def global_batch_size(per_replica_batch: int, strategy: tf.distribute.Strategy) 
     whatever the number of devices.
     """
     return per_replica_batch * strategy.num_replicas_in_sync
+
+
+def check_jit(strategy: tf.distribute.Strategy) -> None:
+    """Refuse XLA (``--jit``) where Keras 3 cannot run it under ``strategy``.
+
+    Raises:
+        InputError: several devices in one process: Keras 3 XLA-compiles the
+            whole multi-replica step as one program, and XLA cannot reach
+            variables on another device (keras-team/keras#19005,
+            tensorflow.org/xla/known_issues); or several workers on CPU: XLA
+            has no collective operations on CPU.
+    """
+    if strategy.num_replicas_in_sync == 1:
+        return
+    devices = strategy.extended.worker_devices
+    if len(devices) > 1:
+        raise InputError(
+            f"--jit with {len(devices)} devices in one process ({type(strategy).__name__}): Keras compiles all "
+            "replicas into one XLA program, which cannot span devices; use --no-jit, or --strategy one"
+        )
+    if all("CPU" in device.upper() for device in devices):
+        raise InputError(
+            "--jit with --strategy multiworker on CPU: XLA has no collective operations on CPU "
+            "(TensorFlow: 'Collectives are not yet implemented for CPU devices'); use --no-jit"
+        )
 
 
 def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -379,24 +405,6 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             f"training diverged: the loss became {float(loss)} at epoch {self._epoch + 1}, step {batch + 1} "
             f"(optimizer step {iterations}); the resume state still holds the last finite weights. "
             "Lower --lr, or train without --mixed-precision"
-        )
-
-
-def _check_jit(strategy: tf.distribute.Strategy, gpus: list) -> None:
-    """Refuse XLA where Keras 3 cannot run it with several replicas."""
-    local = len(strategy.extended.worker_devices)
-    if local > 1:
-        # Keras 3 XLA-compiles the whole multi-replica step as one program, and
-        # XLA cannot reach variables that live on another device
-        # (keras-team/keras#19005; tensorflow.org/xla/known_issues).
-        raise InputError(
-            f"--jit with {local} devices in one process ({type(strategy).__name__}): Keras compiles all "
-            "replicas into one XLA program, which cannot span devices; use --no-jit, or --strategy one"
-        )
-    if not gpus:
-        raise InputError(
-            "--jit with --strategy multiworker on CPU: XLA has no collective operations on CPU "
-            "(TensorFlow: 'Collectives are not yet implemented for CPU devices'); use --no-jit"
         )
 
 

@@ -97,6 +97,7 @@ def test_single_process_is_chief_and_keeps_the_batch(tmp_path):
     strategy = tf.distribute.get_strategy()
     assert distribute.is_chief(strategy)
     assert distribute.global_batch_size(32, strategy) == 32
+    distribute.check_jit(strategy)  # one replica: XLA is fine
     with distribute.run_folder(tmp_path / "run", strategy) as folder:
         assert folder == tmp_path / "run"
 
