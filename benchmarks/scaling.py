@@ -23,6 +23,10 @@ the inputs and the weights, each as costly as the forward; Kaplan et al. 2020,
 activations and pooling are left out, so ``fraction_of_peak`` slightly
 understates the work done.
 
+On a shared machine wall time depends on the other jobs, so each row also
+reports images per CPU-second of this process (all its threads) and the
+fraction of one core's peak reached per CPU-second.
+
 Peak: cores x FMA units per core x float32 lanes per 512-bit vector x 2 FLOPs
 per FMA x clock, with the clock read from ``/proc/cpuinfo``. AVX-512 BF16's
 ``VDPBF16PS`` does twice the float32 lanes' multiply-adds per instruction, so
@@ -130,17 +134,19 @@ def measure(name: str, precision: str, jit: bool, devices: int, steps: int, per_
         model = models.build(name, INPUT_SHAPE, CLASSES)
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", jit_compile=jit)
     model.fit(data, epochs=1, steps_per_epoch=2, verbose=0)  # trace, compile, warm up
-    seconds = []
+    seconds, cpu_seconds = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
         seconds.append(time.perf_counter() - start)
+        cpu_seconds.append(time.process_time() - cpu_start)
     return {
         **config,
         "built": model.name,
         "params": model.count_params(),
         "global_batch": batch,
         "images_per_second": steps * batch / min(seconds),
+        "images_per_cpu_second": steps * batch / min(cpu_seconds),
         "forward_flops_per_image": 2 * forward_macs(model),
     }
 
@@ -183,6 +189,10 @@ def main() -> None:
         row["training_gflops_per_second"] = row["images_per_second"] * training_flops / 1e9
         row["fraction_of_peak"] = row["images_per_second"] * training_flops / precision_peak
         row["fraction_of_float32_peak"] = row["images_per_second"] * training_flops / peak["float32_flops"]
+        # Core-seconds the process really got: robust to other jobs sharing the cores.
+        row["fraction_of_float32_peak_per_cpu_second"] = (
+            row["images_per_cpu_second"] * training_flops / (peak["float32_flops"] / peak["cores"])
+        )
     print(json.dumps({"peak": peak, "load_average": os.getloadavg(), **timing, "rows": rows}, indent=2))
 
 
