@@ -105,7 +105,13 @@ def compile_classifier(
         steps_per_epoch: optimizer steps per epoch (``ceil(n_train / global_batch)``).
         warmup_epochs: length of the linear warm-up, in epochs (may be fractional).
         jit: compile the train step with XLA.
+
+    Raises:
+        InputError: ``jit`` under a strategy where Keras cannot run XLA
+            (see :func:`cnnkit.distribute.check_jit`).
     """
+    if jit:
+        distribute.check_jit(model.distribute_strategy)
     total = max(epochs * steps_per_epoch, 1)
     schedule = learning_rate_schedule(lr, total, round(warmup_epochs * steps_per_epoch))
     model.compile(
