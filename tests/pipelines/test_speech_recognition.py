@@ -21,11 +21,12 @@ TINY_SYNTH = {"accents": ("en", "en-us"), "train_variants": ("m1", "f2"), "test_
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("speech")
+    # Hand-written-gradient convolutions: the run must also save and reload them.
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(speech.synth_speech, "load", functools.partial(synth_speech.load, **TINY_SYNTH))
         cfg = sr.Config(
             sample_rate=8000, duration=0.5, n_mels=20, epochs=1, batch_size=8, quiet=True,
-            cache_dir=str(folder / "cache"), out=str(folder / "run"), speed_perturb=0.1,
+            cache_dir=str(folder / "cache"), out=str(folder / "run"), speed_perturb=0.1, conv="handgrad",
         )  # fmt: skip
         result = sr.run(cfg)
         yield folder, result
