@@ -220,22 +220,8 @@ def export(run_dir: str, fmt: str, out: str | None) -> None:
 @click.option("--spec-augment/--no-spec-augment", default=None, help="Training: SpecAugment time and frequency masks (default on).")
 @click.option("--speed-perturb", type=float, help="Training: random speed change up to this fraction (default 0: off).")
 @click.option("--model", help="A model of the zoo (default dscnn; also bcresnet, lecture, resnet18).")
-@click.option("--conv", help="keras (default) | handgrad: hand-written-gradient layers.")
-@click.option("--epochs", type=int, help="Training epochs.")
-@click.option("--batch-size", type=int, help="Batch per replica.")
-@click.option("--lr", type=float, help="Peak learning rate of the warm-up/cosine schedule.")
-@click.option("--warmup-epochs", type=float, help="Length of the linear learning-rate warm-up.")
-@click.option("--optimizer", help="adam (default) | sgd.")
-@click.option("--patience", type=int, help="Stop after this many epochs without val_loss improvement (0: never).")
-@click.option("--mixed-precision/--no-mixed-precision", default=None, help="bfloat16 on CPU, float16 on GPU.")
-@click.option("--jit/--no-jit", default=None, help="XLA-compile the train step.")
-@click.option("--device", help="auto (default) | cpu | gpu.")
-@click.option("--strategy", help="auto (default) | one | mirrored | multiworker (TF_CONFIG).")
-@click.option("--logical-cpus", type=int, help="Split the CPU into N logical devices (mirrored on CPU).")
-@click.option("--save-every", type=int, help="Also save the resume state every N steps.")
 @click.option("--seed", type=int, help="Seed of the synthetic data, split, initialisation, shuffling and augmentation.")
-@click.option("--quiet/--no-quiet", default=None, help="No progress bars or progress messages.")
-@click.option("--out", help="Run folder (default runs/<dataset>-<model>-<time>); rerun with the same --out to resume.")
+@_fit_options
 def train_speech(**options) -> None:
     """Train a spoken-word classifier on spectrograms; writes model, metrics, history and plots to --out."""
     _log_to_stderr(options["quiet"])
