@@ -355,18 +355,18 @@ class StopOnSignal(keras.callbacks.Callback):
             self._stop(f"the end of epoch {epoch + 1}", "the resume state")
 
     def on_train_end(self, logs=None):
-        self._restore()
+        self.restore_handlers()
 
     def _handle(self, number, frame):
         if self._received is not None:
-            self._restore()
+            self.restore_handlers()
             raise KeyboardInterrupt
         self._received = number
         when = "at the end of this epoch" if self._epoch_ends_only else "after the current step"
         log.warning("%s received: stopping %s (press Ctrl-C again to abort at once)", signal.Signals(number).name, when)
 
     def _stop(self, where: str, saved: object) -> None:
-        self._restore()
+        self.restore_handlers()
         message = (
             f"{signal.Signals(self._received).name}: training stopped at {where}; saved {saved}; "
             "rerun the same command to resume"
@@ -374,7 +374,12 @@ class StopOnSignal(keras.callbacks.Callback):
         log.warning(message)
         raise TrainingInterrupted(message)
 
-    def _restore(self) -> None:
+    def restore_handlers(self) -> None:
+        """Put back the signal handlers that were there before training began.
+
+        Keras skips ``on_train_end`` when ``fit`` raises, so the training code
+        also calls this in a ``finally``; calling it twice is harmless.
+        """
         for number, handler in self._previous.items():
             signal.signal(number, handler)
         self._previous = {}

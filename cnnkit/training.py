@@ -31,12 +31,10 @@ once, so ``history.csv`` holds each epoch exactly once.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import re
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,26 +200,31 @@ def fit(
     best = BestModel(run_dir / runs.MODEL, monitor, mode, history=history, write=write)
     stop = [keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience)] if patience else []
     board = _tensorboard(run_dir / runs.LOGS) if write else []
-    model.fit(
-        train,
-        validation_data=validation,
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        shuffle=False,  # a tf.data pipeline shuffles itself
-        verbose=1 if verbose else 0,
-        # Order matters: a non-finite loss stops before anything is saved; model.keras and
-        # history.csv are committed before the resume state; a signal stops after it.
-        callbacks=[
-            distribute.StopOnNonFiniteLoss(),
-            best,
-            log,
-            *stop,
-            *board,
-            *callbacks,
-            checkpoint,
-            distribute.StopOnSignal(save=checkpoint.save_current),
-        ],
-    )
+    signal_stop = distribute.StopOnSignal(save=checkpoint.save_current)
+    try:
+        model.fit(
+            train,
+            validation_data=validation,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            shuffle=False,  # a tf.data pipeline shuffles itself
+            verbose=1 if verbose else 0,
+            # Order matters: a non-finite loss stops before anything is saved; model.keras and
+            # history.csv are committed before the resume state; a signal stops after it.
+            callbacks=[
+                distribute.StopOnNonFiniteLoss(),
+                best,
+                log,
+                *stop,
+                *board,
+                *callbacks,
+                checkpoint,
+                signal_stop,
+            ],
+        )
+    finally:
+        # Keras skips on_train_end when fit raises: never leave our Ctrl-C handler installed.
+        signal_stop.restore_handlers()
     if (run_dir / runs.MODEL).is_file():
         model.load_weights(run_dir / runs.MODEL)
     seconds = float(sum(r["train_seconds"] for r in log.rows))
@@ -236,14 +239,7 @@ def fit(
 
 
 def _tensorboard(log_dir: Path) -> list[keras.callbacks.Callback]:
-    """A TensorBoard callback writing to ``log_dir``, or none (with a warning) when tensorboard is not installed.
-
-    TensorFlow 2.21 no longer depends on the ``tensorboard`` package, and
-    ``tf.summary`` cannot write events without it.
-    """
-    if importlib.util.find_spec("tensorboard") is None:
-        warnings.warn(f"TensorBoard logs not written to {log_dir}: the tensorboard package is not installed", stacklevel=3)
-        return []
+    """A TensorBoard callback writing to ``log_dir`` (the ``tensorboard`` package is a declared dependency)."""
     return [keras.callbacks.TensorBoard(log_dir, profile_batch=0, write_graph=False)]
 
 

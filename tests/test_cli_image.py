@@ -28,7 +28,8 @@ def run_dir(tmp_path_factory):
 
 def test_train_image_writes_every_artefact(run_dir):
     names = {p.name for p in run_dir.iterdir()}
-    assert {"config.json", "model.keras", "history.csv", "metrics.json", "curves.png", "confusion_matrix.png", "misclassified.png"} <= names
+    assert {"config.json", "model.keras", "history.csv", "metrics.json", "curves.png", "confusion_matrix.png", "misclassified.png", "logs"} <= names
+    assert list((run_dir / "logs").rglob("events.out.tfevents.*")), "no TensorBoard event files"
     assert "backup" not in names and not [n for n in names if n.startswith(".")]  # finished, no temporaries
     config = json.loads((run_dir / "config.json").read_text())
     assert config["task"] == "image" and config["dataset"] == "digits" and config["epochs"] == 1
