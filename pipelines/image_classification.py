@@ -76,7 +76,7 @@ def run(cfg: Config) -> dict:
         InputError: a bad option, dataset or ``--out`` (before anything is written).
     """
     _check(cfg)
-    strategy = distribute.setup_compute(cfg.device, cfg.strategy, cfg.mixed_precision, cfg.logical_cpus)
+    strategy = distribute.setup_compute(cfg.device, cfg.strategy, cfg.mixed_precision, cfg.logical_cpus, jit=cfg.jit)
     keras.utils.set_random_seed(cfg.seed)
     size = _size(cfg)
     source = images.load(cfg.dataset, image_size=size, data_dir=cfg.data_dir)

@@ -90,7 +90,7 @@ def run(cfg: Config) -> dict:
     """
     _check(cfg)
     spec = feature_spec(asdict(cfg))
-    strategy = distribute.setup_compute(cfg.device, cfg.strategy, cfg.mixed_precision, cfg.logical_cpus)
+    strategy = distribute.setup_compute(cfg.device, cfg.strategy, cfg.mixed_precision, cfg.logical_cpus, jit=cfg.jit)
     keras.utils.set_random_seed(cfg.seed)
     data = speech.load(
         cfg.dataset, split=cfg.split, sample_rate=cfg.sample_rate, seed=cfg.seed, cache_dir=cfg.cache_dir, data_dir=cfg.data_dir
