@@ -7,6 +7,23 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from cnnkit.errors import InputError
+
+
+def class_index_map(names: Sequence[str], run_classes: Sequence[str], dataset: str) -> np.ndarray:
+    """Index array ``(len(names),)`` from a dataset's class indices to a trained run's.
+
+    Lets a run be evaluated on another source of the same labels, listed in
+    another order.
+
+    Raises:
+        InputError: a class of the dataset that the run never learned.
+    """
+    unknown = [n for n in names if n not in run_classes]
+    if unknown:
+        raise InputError(f"--dataset '{dataset}': classes {unknown[:10]} are not among the run's classes {list(run_classes)[:20]}")
+    return np.asarray([list(run_classes).index(n) for n in names], np.int64)
+
 
 def classification_report(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> dict:
     """Summarise a classifier's predictions.

@@ -141,6 +141,14 @@ class FitResult:
     examples_per_second: float | None
     stopped_early: bool
 
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch with the lowest ``val_loss`` (``loss`` without validation): the one ``model.keras`` holds."""
+        if not self.history:
+            return None
+        key = "val_loss" if "val_loss" in self.history[0] else "loss"
+        return int(min(self.history, key=lambda row: row[key])["epoch"])
+
 
 def fit(
     model: keras.Model,

@@ -162,7 +162,7 @@ def run(cfg: Config) -> dict:
             "misclassified": len(wrong),
             "epochs_run": result.epochs_run,
             "stopped_early": result.stopped_early,
-            "best_epoch": _best_epoch(result.history),
+            "best_epoch": result.best_epoch,
             "train_seconds": result.train_seconds,
             "images_per_second": result.examples_per_second,
             "skipped_files": len(source.skipped),
@@ -209,7 +209,7 @@ def evaluate(run_dir: str, dataset: str, subset: str = "all", data_dir: str = "d
         raise InputError(f"--subset '{subset}': unknown; expected one of: all, train, val, test")
     size = tuple(prep["image_size"])
     source = images.load(dataset, image_size=size, data_dir=data_dir)
-    relabel = _class_map(source.classes, prep["classes"], dataset)
+    relabel = metrics.class_index_map(source.classes, prep["classes"], dataset)
     if subset == "all":
         examples = source.everything()
     else:
@@ -249,14 +249,6 @@ def _open(run_dir: str) -> tuple[runs.Run, keras.Model, dict]:
     return run, run.load_model(), run.config["preprocessing"]
 
 
-def _class_map(names: Sequence[str], run_classes: Sequence[str], dataset: str) -> np.ndarray:
-    """Index array from the dataset's class indices to the run's."""
-    unknown = [n for n in names if n not in run_classes]
-    if unknown:
-        raise InputError(f"--dataset '{dataset}': classes {unknown[:10]} are not among the run's classes {list(run_classes)[:20]}")
-    return np.asarray([list(run_classes).index(n) for n in names], np.int64)
-
-
 def _check(cfg: Config) -> None:
     """Reject bad options before any data is read or anything is written."""
     if cfg.model not in models.names():
@@ -278,7 +270,3 @@ def _size(cfg: Config) -> tuple[int, int] | None:
     side = cfg.image_size or DEFAULT_IMAGE_SIZE.get(cfg.dataset)
     return (side, side) if side else None
 
-
-def _best_epoch(history: Sequence[dict]) -> int | None:
-    key = "val_loss" if history and "val_loss" in history[0] else "loss"
-    return int(min(history, key=lambda row: row[key])["epoch"]) if history else None

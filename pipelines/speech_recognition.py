@@ -175,7 +175,7 @@ def run(cfg: Config) -> dict:
             "misclassified": scores["misclassified"],
             "epochs_run": result.epochs_run,
             "stopped_early": result.stopped_early,
-            "best_epoch": _best_epoch(result.history),
+            "best_epoch": result.best_epoch,
             "train_seconds": result.train_seconds,
             "epoch_seconds": float(np.median(epoch_seconds)) if epoch_seconds else None,
             "clips_per_second": result.examples_per_second,
@@ -223,7 +223,7 @@ def evaluate(
     part = {"all": data.test, "train": data.train, "val": data.val, "test": data.test}[subset]
     if part.size == 0:
         raise InputError(f"--subset '{subset}': no clips of {dataset} fall in it")
-    relabel = _class_map(data.classes, cfg["preprocessing"]["classes"], dataset)
+    relabel = tf.constant(metrics.class_index_map(data.classes, cfg["preprocessing"]["classes"], dataset), tf.int32)
     part = speech.Split(part.dataset.map(lambda w, y: (w, tf.gather(relabel, y))), part.size, part.speakers)
     ds = speech.batches(part, feature_spec(cfg), duration=cfg["duration"], batch_size=256, frontend=cfg["frontend"])
     scores = _score(model, ds, part, cfg["preprocessing"]["classes"])
@@ -325,14 +325,6 @@ def _open(run_dir: str) -> tuple[runs.Run, keras.Model, dict]:
     return run, run.load_model(), run.config
 
 
-def _class_map(names: Sequence[str], run_classes: Sequence[str], dataset: str) -> tf.Tensor:
-    """Index tensor from the dataset's class indices to the run's."""
-    unknown = [n for n in names if n not in run_classes]
-    if unknown:
-        raise InputError(f"--dataset '{dataset}': classes {unknown[:10]} are not among the run's classes {list(run_classes)[:20]}")
-    return tf.constant([list(run_classes).index(n) for n in names], tf.int32)
-
-
 def _num_samples(duration: float, sample_rate: int) -> int:
     return int(round(duration * sample_rate))
 
@@ -358,7 +350,3 @@ def _check(cfg: Config) -> None:
         raise InputError(f"--lr {cfg.lr}: expected a positive learning rate")
     feature_spec(asdict(cfg)).frames(_num_samples(cfg.duration, cfg.sample_rate))
 
-
-def _best_epoch(history: Sequence[dict]) -> int | None:
-    key = "val_loss" if history and "val_loss" in history[0] else "loss"
-    return int(min(history, key=lambda row: row[key])["epoch"]) if history else None
