@@ -322,7 +322,7 @@ def compress_eval(as_json: bool, **options) -> None:
 @click.option("--lmbda", default=0.01, show_default=True, help="Weight of the 8-bit MSE in rate + lmbda * MSE.")
 @click.option("--steps", default=4000, show_default=True, help="Optimizer steps in total.")
 @click.option("--patch", default=256, show_default=True, help="Side of the random square crops.")
-@click.option("--batch", default=8, show_default=True, help="Crops per step.")
+@click.option("--batch", default=8, show_default=True, help="Crops per step per replica.")
 @click.option("--filters", default=64, show_default=True, help="Hidden channels N.")
 @click.option("--latent", default=96, show_default=True, help="Latent channels M.")
 @click.option("--lr", default=3e-4, show_default=True, help="Peak Adam learning rate.")
@@ -331,6 +331,12 @@ def compress_eval(as_json: bool, **options) -> None:
 @click.option("--init", default=None, help="Start from this run folder's model (fine-tune another --lmbda).")
 @click.option("--quality", default=1, show_default=True, help="Quality level recorded in the exported codec file.")
 @click.option("--seed", default=0, show_default=True, help="Random seed.")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | gpu.")
+@click.option("--strategy", default="auto", show_default=True, help="auto | one | mirrored | multiworker (TF_CONFIG).")
+@click.option("--logical-cpus", default=None, type=int, help="Split the CPU into N logical devices (mirrored on CPU).")
+@click.option("--mixed-precision/--no-mixed-precision", default=False, show_default=True, help="bfloat16 on CPU, float16 on GPU; the prior stays float32.")
+@click.option("--jit/--no-jit", default=False, show_default=True, help="XLA-compile the train step.")
+@click.option("--save-every", default=None, type=int, help="Also save the resume state every N steps.")
 def compress_train(**options) -> None:
     """Train a codec on random crops of --images for rate + lmbda * MSE."""
     from pipelines import image_compression

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from cnnkit import runs, training
+from cnnkit import distribute, runs, training
 from cnnkit.codec import baselines, bitstream, codec, metrics, models
 from cnnkit.errors import InputError
 
@@ -447,7 +447,7 @@ class TrainConfig:
     lmbda: float = 0.01  # weight of the MSE (8-bit scale) in rate + lmbda * MSE
     steps: int = 4000  # optimizer steps in total
     patch: int = 256  # side of the random square training crops
-    batch: int = 8  # crops per step
+    batch: int = 8  # crops per step per replica; the global batch is batch x replicas
     filters: int = 64  # hidden channels N of the transforms (Ballé et al. use 128-192; 64 trains on 2 CPU cores)
     latent: int = 96  # latent channels M (more than N leaves room for the high rates)
     lr: float = 3e-4  # peak Adam learning rate (linear warm-up, then cosine decay); 1e-3 diverges
@@ -456,6 +456,12 @@ class TrainConfig:
     init: str | None = None  # start from this run's model.keras (fine-tuning another lmbda)
     quality: int = 1  # quality level recorded in the exported codec file <out>/<model>-q<quality>.npz
     seed: int = 0  # crop sampling and initialisation
+    device: str = "auto"  # auto | cpu | gpu (see cnnkit.distribute.setup_compute)
+    strategy: str = "auto"  # auto | one | mirrored | multiworker (TF_CONFIG)
+    logical_cpus: int | None = None  # split the CPU into this many logical devices (mirrored on CPU)
+    mixed_precision: bool = False  # bfloat16 (CPU) / float16 (GPU) transforms; prior and outputs stay float32
+    jit: bool = False  # XLA-compile the train step
+    save_every: int | None = None  # also save the resume state every N steps (None: at --epoch-steps only)
 
 
 def _crops(images: list[np.ndarray], patch: int, batch: int, seed: int) -> tf.data.Dataset:
@@ -481,13 +487,37 @@ def _crops(images: list[np.ndarray], patch: int, batch: int, seed: int) -> tf.da
     return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
 
 
-def _validation(images: list[np.ndarray], patch: int) -> tf.data.Dataset:
-    """One batch of the centre ``patch`` x ``patch`` crops of the held-out photos."""
+def _validation(images: list[np.ndarray], patch: int, batch: int) -> tf.data.Dataset:
+    """Batches of ``batch`` centre ``patch`` x ``patch`` crops of the held-out photos."""
     crops = []
     for image in images:
         top, left = (image.shape[0] - patch) // 2, (image.shape[1] - patch) // 2
         crops.append(image[top : top + patch, left : left + patch] / np.float32(255.0))
-    return tf.data.Dataset.from_tensors(np.stack(crops))
+    return tf.data.Dataset.from_tensor_slices(np.stack(crops)).batch(batch)
+
+
+def _build(cfg: TrainConfig) -> models.ImageCodec:
+    """The codec of ``cfg``, its hidden layers computing in the global mixed-precision policy, if any.
+
+    The learned prior (whose likelihoods enter the rate as ``-log2 p``, where a
+    bfloat16 mantissa of 8 bits would swamp the small rate differences that
+    training follows), the latent ``y`` it models and the reconstruction
+    ``x_hat`` stay float32, as Keras' mixed-precision guide advises for the
+    outputs that feed the loss; only the convolutions and GDNs between them run
+    in low precision. Variables are float32 under every policy, so the layers
+    are built in float32 and switched afterwards.
+    """
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        model = models.build(cfg.model, filters=cfg.filters, latent=cfg.latent, lmbda=cfg.lmbda)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    if policy.compute_dtype != "float32":
+        for transform in (model.analysis, model.synthesis):
+            for layer in transform.layers[:-1]:
+                layer.dtype_policy = policy
+    return model
 
 
 def export(run_dir: str | Path, quality: int, path: str | Path) -> Path:
@@ -510,12 +540,12 @@ def train(cfg: TrainConfig) -> dict:
     """Train a codec, export it to ``<out>/<model>-q<quality>.npz`` and measure it on the held-out photos.
 
     Returns:
-        ``{"out", "codec_file", "steps", "train_seconds", "history": last epoch's logs,
-        "validation": mean real-file RD on the held-out photos, "latent_ratio",
-        "skipped_small_images"}``.
+        ``{"out", "codec_file", "steps", "replicas", "global_batch", "train_seconds",
+        "history": last epoch's logs, "validation": mean real-file RD on the held-out
+        photos, "latent_ratio", "skipped_small_images"}``.
 
     Raises:
-        InputError: bad folder, options, or a run folder holding a different run.
+        InputError: bad folder, options, too little disk space, or a run folder holding a different run.
     """
     if cfg.patch < models.DOWNSAMPLING or cfg.patch % models.DOWNSAMPLING:
         raise InputError(f"--patch {cfg.patch}: expected a positive multiple of {models.DOWNSAMPLING}")
@@ -527,43 +557,58 @@ def train(cfg: TrainConfig) -> dict:
     held_out = [p for p in (read_rgb(f) for f in val_files) if min(p.shape[:2]) >= cfg.patch]
     if not usable or not held_out:
         raise InputError(f"--images '{cfg.images}': no training or held-out photo is at least {cfg.patch} px on each side")
-
-    out = cfg.out or runs.default_out("compress", cfg.model, f"{cfg.lmbda:g}")
-    run_dir = runs.start(out, task="compress", config=asdict(cfg))
-    keras.utils.set_random_seed(cfg.seed)
-    model = models.build(cfg.model, filters=cfg.filters, latent=cfg.latent, lmbda=cfg.lmbda)
-    if cfg.init:
-        model.load_weights(Path(cfg.init) / runs.MODEL if Path(cfg.init).is_dir() else cfg.init)
-    epochs = math.ceil(cfg.steps / cfg.epoch_steps)
-    schedule = training.learning_rate_schedule(cfg.lr, epochs * cfg.epoch_steps, min(200, cfg.steps // 10))
-    # Clipping the global gradient norm keeps one bad batch from throwing IGDN (whose output grows
-    # quadratically) into a divergence; Adam's direction is unchanged in the common case.
-    model.compile(optimizer=keras.optimizers.Adam(schedule, global_clipnorm=1.0))
-    result = training.fit(
-        model,
-        # Keras runs an epoch until the dataset ends; each epoch restarts the generator with fresh crops.
-        _crops(usable, cfg.patch, cfg.batch, cfg.seed)
-        .take(cfg.epoch_steps)
-        .apply(tf.data.experimental.assert_cardinality(cfg.epoch_steps)),
-        validation=_validation(held_out, cfg.patch),
-        epochs=epochs,
-        run_dir=run_dir,
-        monitor="val_loss",
-        verbose=False,
-        examples_per_epoch=cfg.epoch_steps * cfg.batch,
-    )
-    codec_file = export(run_dir, cfg.quality, run_dir / f"{cfg.model}-q{cfg.quality}.npz")
-    trained = codec.load(codec_file)
-    held_out_points = [rate_distortion(trained, read_pixels(f))[0] for f in val_files]
-    summary = {
-        "out": str(run_dir),
-        "codec_file": str(codec_file),
-        "steps": result.epochs_run * cfg.epoch_steps,
-        "train_seconds": result.train_seconds,
-        "history": result.history[-1] if result.history else {},
-        "validation": {"images": [f.name for f in val_files], **_mean_points(held_out_points)},
-        "latent_ratio": model.latent_ratio(),
-        "skipped_small_images": len(photos) - len(usable),
-    }
-    runs.finish(run_dir, summary)
+    if cfg.save_every is not None and cfg.save_every < 1:
+        raise InputError(f"--save-every {cfg.save_every}: expected a positive number of steps")
+    strategy = distribute.setup_compute(cfg.device, cfg.strategy, cfg.mixed_precision, cfg.logical_cpus, jit=cfg.jit)
+    batch = distribute.global_batch_size(cfg.batch, strategy)
+    out = Path(cfg.out or runs.default_out("compress", cfg.model, f"{cfg.lmbda:g}"))
+    with distribute.run_folder(out, strategy) as folder:
+        keras.utils.set_random_seed(cfg.seed)
+        with strategy.scope():
+            model = _build(cfg)
+            if cfg.init:
+                model.load_weights(Path(cfg.init) / runs.MODEL if Path(cfg.init).is_dir() else cfg.init)
+            epochs = math.ceil(cfg.steps / cfg.epoch_steps)
+            schedule = training.learning_rate_schedule(cfg.lr, epochs * cfg.epoch_steps, min(200, cfg.steps // 10))
+            # Clipping the global gradient norm keeps one bad batch from throwing IGDN (whose output grows
+            # quadratically) into a divergence; Adam's direction is unchanged in the common case.
+            model.compile(optimizer=keras.optimizers.Adam(schedule, global_clipnorm=1.0), jit_compile=cfg.jit)
+        distribute.check_disk_space(folder, model)
+        run_dir = runs.start(folder, task="compress", config=asdict(cfg))
+        # Every worker draws the same crops (same seed); sharding keeps every N-th batch on each.
+        crops = (
+            _crops(usable, cfg.patch, batch, cfg.seed)
+            # Keras runs an epoch until the dataset ends; each epoch restarts the generator with fresh crops.
+            .take(cfg.epoch_steps)
+            .apply(tf.data.experimental.assert_cardinality(cfg.epoch_steps))
+        )
+        result = training.fit(
+            model,
+            distribute.shard_by_data(crops),
+            validation=distribute.shard_by_data(_validation(held_out, cfg.patch, batch)),
+            epochs=epochs,
+            run_dir=run_dir,
+            monitor="val_loss",
+            save_every=cfg.save_every,
+            verbose=False,
+            examples_per_epoch=cfg.epoch_steps * batch,
+        )
+        # The codec file is float32 whatever the training precision: decoding must give the same pixels everywhere.
+        keras.mixed_precision.set_global_policy("float32")
+        codec_file = export(run_dir, cfg.quality, run_dir / f"{cfg.model}-q{cfg.quality}.npz")
+        trained = codec.load(codec_file)
+        held_out_points = [rate_distortion(trained, read_pixels(f))[0] for f in val_files]
+        summary = {
+            "out": str(out),
+            "codec_file": str(out / codec_file.name),
+            "steps": result.epochs_run * cfg.epoch_steps,
+            "replicas": strategy.num_replicas_in_sync,
+            "global_batch": batch,
+            "train_seconds": result.train_seconds,
+            "history": result.history[-1] if result.history else {},
+            "validation": {"images": [f.name for f in val_files], **_mean_points(held_out_points)},
+            "latent_ratio": model.latent_ratio(),
+            "skipped_small_images": len(photos) - len(usable),
+        }
+        runs.finish(run_dir, summary)
     return summary

@@ -143,3 +143,95 @@ def test_train_exports_a_codec_and_resumes(photos, tmp_path):
 def test_train_refuses_a_patch_that_is_not_a_multiple_of_16(photos):
     with pytest.raises(Exception, match="--patch 30"):
         image_compression.train(image_compression.TrainConfig(images=str(photos), patch=30))
+
+
+# --- compress train: precision, mid-epoch saves, distribution (issue 6) --------------------------
+
+TINY_TRAIN = dict(filters=4, latent=4, patch=32, batch=2, holdout=2)
+
+
+def test_mixed_bfloat16_keeps_the_prior_in_float32_and_matches_float32(photos):
+    """The bfloat16 hidden layers change the rate-distortion loss of the same weights by well under 1%."""
+    import keras
+    import tensorflow as tf
+
+    cfg = image_compression.TrainConfig(images=str(photos), **TINY_TRAIN)
+    x = tf.constant(np.random.default_rng(0).uniform(size=(2, 32, 32, 3)), tf.float32)
+    reference = image_compression._build(cfg)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = image_compression._build(cfg)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    mixed.set_weights(reference.get_weights())
+    assert [layer.compute_dtype for layer in mixed.analysis.layers] == ["bfloat16"] * 6 + ["float32"]
+    assert mixed.prior.compute_dtype == "float32"
+    out = mixed(x)
+    assert out["likelihoods"].dtype == tf.float32 and out["x_hat"].dtype == tf.float32
+    losses = []
+    for model in (reference, mixed):
+        model.compile()
+        losses.append(model.evaluate(x, verbose=0, return_dict=True)["loss"])
+    assert losses[1] == pytest.approx(losses[0], rel=0.01)
+
+
+@pytest.mark.slow
+def test_train_with_mixed_precision_gives_a_finite_loss(photos, tmp_path):
+    import keras
+
+    cfg = image_compression.TrainConfig(
+        images=str(photos), out=str(tmp_path / "run"), steps=2, epoch_steps=2, mixed_precision=True, **TINY_TRAIN
+    )
+    summary = image_compression.train(cfg)
+    assert summary["steps"] == 2 and summary["replicas"] == 1
+    assert np.isfinite([summary["history"][k] for k in ("loss", "bpp", "mse", "val_loss")]).all()
+    assert np.isfinite(summary["validation"]["bpp"]) and summary["validation"]["bpp"] > 0
+    # The exported codec and whatever runs next in this process are float32 again.
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["mixed_precision"] is True
+
+
+@pytest.mark.slow
+def test_save_every_writes_mid_epoch_resume_states(photos, tmp_path, monkeypatch):
+    from cnnkit import training
+
+    saved = []
+    save = training.ResumeCheckpoint._save
+
+    def spy(self, epoch, step):
+        path = save(self, epoch, step)
+        saved.append((epoch, step, path.name, path.is_file()))
+        return path
+
+    monkeypatch.setattr(training.ResumeCheckpoint, "_save", spy)
+    cfg = image_compression.TrainConfig(images=str(photos), out=str(tmp_path / "run"), steps=4, epoch_steps=4, save_every=2, **TINY_TRAIN)
+    image_compression.train(cfg)
+    # Steps 2 and 4 of the only epoch, then the epoch end.
+    assert [(e, s, exists) for e, s, _, exists in saved] == [(0, 2, True), (0, 4, True), (1, 0, True)]
+    assert saved[0][2] == "epoch-00000-step-0000002.weights.h5"
+
+
+def test_save_every_must_be_positive(photos):
+    with pytest.raises(Exception, match="--save-every 0"):
+        image_compression.train(image_compression.TrainConfig(images=str(photos), save_every=0, **TINY_TRAIN))
+
+
+@pytest.mark.slow
+def test_train_mirrored_over_two_logical_cpus_in_a_subprocess(photos, tmp_path):
+    """Logical CPU devices must be set before TensorFlow starts, hence a fresh process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    command = [
+        sys.executable, str(root / "cli.py"), "compress", "train", "--images", str(photos), "--out", str(tmp_path / "run"),
+        "--strategy", "mirrored", "--logical-cpus", "2", "--steps", "2", "--epoch-steps", "2",
+        "--patch", "32", "--batch", "1", "--filters", "4", "--latent", "4", "--holdout", "2",
+    ]
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assert (summary["replicas"], summary["global_batch"], summary["steps"]) == (2, 2, 2)
+    assert np.isfinite(summary["history"]["loss"])
+    assert (tmp_path / "run" / "factorized-q1.npz").is_file()
