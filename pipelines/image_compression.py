@@ -520,6 +520,21 @@ def _build(cfg: TrainConfig) -> models.ImageCodec:
     return model
 
 
+def _optimizer(learning_rate) -> keras.optimizers.Optimizer:
+    """Adam with global-norm clipping, wrapped for dynamic loss scaling under ``mixed_float16``.
+
+    Clipping the global gradient norm keeps one bad batch from throwing IGDN
+    (whose output grows quadratically) into a divergence; Adam's direction is
+    unchanged in the common case. ``Model.compile`` adds loss scaling itself
+    only when the model's own policy is ``mixed_float16``, and :func:`_build`
+    builds the codec in float32, so the wrapping happens here.
+    """
+    optimizer = keras.optimizers.Adam(learning_rate, global_clipnorm=1.0)
+    if keras.mixed_precision.global_policy().name == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
 def export(run_dir: str | Path, quality: int, path: str | Path) -> Path:
     """Write the codec file of a training run (its best weights, see :func:`cnnkit.codec.codec.save`).
 
@@ -570,9 +585,7 @@ def train(cfg: TrainConfig) -> dict:
                 model.load_weights(Path(cfg.init) / runs.MODEL if Path(cfg.init).is_dir() else cfg.init)
             epochs = math.ceil(cfg.steps / cfg.epoch_steps)
             schedule = training.learning_rate_schedule(cfg.lr, epochs * cfg.epoch_steps, min(200, cfg.steps // 10))
-            # Clipping the global gradient norm keeps one bad batch from throwing IGDN (whose output grows
-            # quadratically) into a divergence; Adam's direction is unchanged in the common case.
-            model.compile(optimizer=keras.optimizers.Adam(schedule, global_clipnorm=1.0), jit_compile=cfg.jit)
+            model.compile(optimizer=_optimizer(schedule), jit_compile=cfg.jit)
         distribute.check_disk_space(folder, model)
         run_dir = runs.start(folder, task="compress", config=asdict(cfg))
         # Every worker draws the same crops (same seed); sharding keeps every N-th batch on each.

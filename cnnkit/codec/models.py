@@ -143,7 +143,10 @@ class ImageCodec(keras.Model):
     def train_step(self, x):
         with tf.GradientTape() as tape:
             loss = self._rate_distortion(x, training=True)
-        grads = tape.gradient(loss, self.trainable_variables)
+            # A LossScaleOptimizer (mixed_float16) scales the loss so small float16 gradients do not
+            # flush to zero, and unscales them in apply_gradients; any other optimizer returns it as is.
+            scaled_loss = self.optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled_loss, self.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
         return {m.name: m.result() for m in self.metrics}
 

@@ -175,6 +175,32 @@ def test_mixed_bfloat16_keeps_the_prior_in_float32_and_matches_float32(photos):
     assert losses[1] == pytest.approx(losses[0], rel=0.01)
 
 
+def test_mixed_float16_scales_the_loss_and_trains_finitely(photos):
+    """The GPU policy: the codec's train step goes through a LossScaleOptimizer (runs on CPU too, slowly)."""
+    import keras
+    import tensorflow as tf
+
+    cfg = image_compression.TrainConfig(images=str(photos), **TINY_TRAIN)
+    x = tf.constant(np.random.default_rng(0).uniform(size=(2, 32, 32, 3)), tf.float32)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = image_compression._build(cfg)
+        model.compile(optimizer=image_compression._optimizer(1e-3))
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        before = [v.numpy().copy() for v in model.trainable_variables]
+        logs = model.fit(tf.data.Dataset.from_tensors(x).repeat(20), epochs=1, verbose=0).history
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    optimizer = model.optimizer
+    assert np.isfinite(logs["loss"]).all()
+    # The initial scale 2**15 overflows float16 gradients: those steps are skipped and the scale halves,
+    # until steps go through; without scaling the overflowing gradients would have reached the weights.
+    assert float(optimizer.dynamic_scale) < 2.0**15 and 0 < int(optimizer.iterations) < 20
+    after = [v.numpy() for v in model.trainable_variables]
+    assert all(np.isfinite(w).all() for w in after)
+    assert any(not np.array_equal(b, a) for b, a in zip(before, after))
+
+
 @pytest.mark.slow
 def test_train_with_mixed_precision_gives_a_finite_loss(photos, tmp_path):
     import keras
