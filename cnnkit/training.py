@@ -49,6 +49,46 @@ from cnnkit.errors import InputError
 OPTIMIZERS = ("adam", "sgd")
 
 
+
+@dataclass(frozen=True)
+class FitOptions:
+    """The options every classifier-training command shares; each pipeline's Config extends it.
+
+    A pipeline's ``Config`` subclasses this, adds its data and model fields and
+    may restate a default (e.g. ``epochs``) that suits its default dataset.
+    """
+
+    conv: str = "keras"  # keras | handgrad convolutions
+    epochs: int = 10  # training epochs
+    batch_size: int = 32  # per replica
+    lr: float = 3e-3  # peak learning rate after warm-up; cosine decay to 0
+    warmup_epochs: float = 1.0  # linear warm-up length
+    optimizer: str = "adam"  # adam | sgd (Nesterov momentum 0.9)
+    patience: int = 0  # early-stopping patience in epochs on val_loss; 0: off
+    mixed_precision: bool = False  # bfloat16 on CPU, float16 on GPU
+    jit: bool = False  # XLA-compile the train step
+    device: str = "auto"  # auto | cpu | gpu
+    strategy: str = "auto"  # auto | one | mirrored | multiworker
+    logical_cpus: int | None = None  # split the CPU into N logical devices (for mirrored on CPU)
+    save_every: int | None = None  # also save the resume state every N steps; None: epoch ends only
+    seed: int = 0  # data split, initialisation, shuffling and augmentation
+    quiet: bool = False  # no progress bars
+    out: str | None = None  # run folder; None: runs/<dataset>-<model>-<timestamp>
+
+    def check_fit_options(self) -> None:
+        """Reject bad shared options before any data is read or anything is written.
+
+        Raises:
+            InputError: naming the option and what was expected.
+        """
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"--optimizer '{self.optimizer}': unknown; expected one of: {', '.join(OPTIMIZERS)}")
+        for option, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size)):
+            if value < 1:
+                raise InputError(f"{option} {value}: expected an integer >= 1")
+        if not self.lr > 0:
+            raise InputError(f"--lr {self.lr}: expected a positive learning rate")
+
 def learning_rate_schedule(lr: float, total_steps: int, warmup_steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
     """Linear warm-up from 0 to ``lr`` over ``warmup_steps``, then cosine decay to 0.
 

@@ -41,8 +41,11 @@ DEFAULT_IMAGE_SIZE = {"digits": 16}
 
 
 @dataclass(frozen=True)
-class Config:
-    """Every option of ``train-image``; the CLI options map one-to-one onto these fields."""
+class Config(training.FitOptions):
+    """Every option of ``train-image``; the CLI options map one-to-one onto these fields.
+
+    The training options shared with the other commands are in :class:`cnnkit.training.FitOptions`.
+    """
 
     dataset: str = "digits"  # digits | idx:DIR | folder:DIR | tfds:NAME
     data_dir: str = "data/tfds"  # tfds cache
@@ -51,22 +54,9 @@ class Config:
     test_fraction: float = 0.2  # of datasets without their own test split
     augment: str = "basic"  # none | basic (shift, rotation, zoom; flips where the dataset allows)
     model: str = "lecture"  # any name of cnnkit.models.names()
-    conv: str = "keras"  # keras | handgrad convolutions
     epochs: int = 40  # digits: 99.4% test accuracy (30 epochs: 98.1%; 60: 99.7%)
     batch_size: int = 32  # per replica
     lr: float = 3e-3  # peak learning rate after warm-up; cosine decay to 0 (digits: better than 1e-3)
-    warmup_epochs: float = 1.0  # linear warm-up length
-    optimizer: str = "adam"  # adam | sgd (Nesterov momentum 0.9)
-    patience: int = 0  # early-stopping patience in epochs on val_loss; 0: off
-    mixed_precision: bool = False  # bfloat16 on CPU, float16 on GPU
-    jit: bool = False  # XLA-compile the train step
-    device: str = "auto"  # auto | cpu | gpu
-    strategy: str = "auto"  # auto | one | mirrored | multiworker
-    logical_cpus: int | None = None  # split the CPU into N logical devices (for mirrored on CPU)
-    save_every: int | None = None  # also save the resume state every N steps; None: epoch ends only
-    seed: int = 0  # split, initialisation, shuffling and augmentation
-    quiet: bool = False  # no progress bars
-    out: str | None = None  # run folder; None: runs/<dataset>-<model>-<timestamp>
 
 
 def run(cfg: Config) -> dict:
@@ -255,15 +245,9 @@ def _check(cfg: Config) -> None:
         raise InputError(f"--model '{cfg.model}': unknown; expected one of: {', '.join(models.names())}")
     if cfg.augment not in AUGMENTS:
         raise InputError(f"--augment '{cfg.augment}': unknown; expected one of: {', '.join(AUGMENTS)}")
-    if cfg.optimizer not in training.OPTIMIZERS:
-        raise InputError(f"--optimizer '{cfg.optimizer}': unknown; expected one of: {', '.join(training.OPTIMIZERS)}")
-    for option, value in (("--epochs", cfg.epochs), ("--batch-size", cfg.batch_size)):
-        if value < 1:
-            raise InputError(f"{option} {value}: expected an integer >= 1")
+    cfg.check_fit_options()
     if cfg.image_size is not None and cfg.image_size < 1:
         raise InputError(f"--image-size {cfg.image_size}: expected a side in pixels >= 1")
-    if not cfg.lr > 0:
-        raise InputError(f"--lr {cfg.lr}: expected a positive learning rate")
 
 
 def _size(cfg: Config) -> tuple[int, int] | None:

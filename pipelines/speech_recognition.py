@@ -39,8 +39,11 @@ SUBSETS = ("all", "train", "val", "test")
 
 
 @dataclass(frozen=True)
-class Config:
-    """Every option of ``train-speech``; the CLI options map one-to-one onto these fields."""
+class Config(training.FitOptions):
+    """Every option of ``train-speech``; the CLI options map one-to-one onto these fields.
+
+    The training options shared with the other commands are in :class:`cnnkit.training.FitOptions`.
+    """
 
     dataset: str = "synth-digits"  # synth-digits | fsdd:DIR | folder:DIR | tfds:speech_commands | tfds:spoken_digit
     split: str = "auto"  # auto | official | random | speaker:NAME[,NAME]
@@ -57,22 +60,9 @@ class Config:
     spec_augment: bool = True  # training: 2 time + 2 frequency masks (SpecAugment)
     speed_perturb: float = 0.0  # training: random speed change up to this fraction (0.1: 0.9x-1.1x); 0: off
     model: str = "dscnn"  # any name of cnnkit.models.names(); speech: dscnn, bcresnet, lecture, resnet18
-    conv: str = "keras"  # keras | handgrad convolutions
     epochs: int = 12  # synth-digits: 99% on the unseen voices in about 3 minutes on 2 CPU cores
     batch_size: int = 64  # per replica
-    lr: float = 3e-3  # peak learning rate after warm-up; cosine decay to 0
-    warmup_epochs: float = 1.0  # linear warm-up length
-    optimizer: str = "adam"  # adam | sgd (Nesterov momentum 0.9)
-    patience: int = 0  # early-stopping patience in epochs on val_loss; 0: off
-    mixed_precision: bool = False  # bfloat16 on CPU, float16 on GPU
-    jit: bool = False  # XLA-compile the train step
-    device: str = "auto"  # auto | cpu | gpu
-    strategy: str = "auto"  # auto | one | mirrored | multiworker
-    logical_cpus: int | None = None  # split the CPU into N logical devices (for mirrored on CPU)
-    save_every: int | None = None  # also save the resume state every N steps; None: epoch ends only
     seed: int = 0  # synthetic data, split, initialisation, shuffling and augmentation
-    quiet: bool = False  # no progress bars
-    out: str | None = None  # run folder; None: runs/<dataset>-<model>-<timestamp>
 
 
 def feature_spec(settings: dict) -> FeatureSpec:
@@ -333,20 +323,16 @@ def _check(cfg: Config) -> None:
     """Reject bad options before any data is read or anything is written."""
     if cfg.model not in models.names():
         raise InputError(f"--model '{cfg.model}': unknown; expected one of: {', '.join(models.names())}")
-    if cfg.optimizer not in training.OPTIMIZERS:
-        raise InputError(f"--optimizer '{cfg.optimizer}': unknown; expected one of: {', '.join(training.OPTIMIZERS)}")
+    cfg.check_fit_options()
     if cfg.frontend not in speech.FRONTENDS:
         raise InputError(f"--frontend '{cfg.frontend}': unknown; expected one of: {', '.join(speech.FRONTENDS)}")
-    for option, value in (("--epochs", cfg.epochs), ("--batch-size", cfg.batch_size), ("--sample-rate", cfg.sample_rate)):
-        if value < 1:
-            raise InputError(f"{option} {value}: expected an integer >= 1")
+    if cfg.sample_rate < 1:
+        raise InputError(f"--sample-rate {cfg.sample_rate}: expected an integer >= 1")
     if not 0 < cfg.duration <= 60:
         raise InputError(f"--duration {cfg.duration}: expected 0 < seconds <= 60")
     if not 0 <= cfg.time_shift < cfg.duration:
         raise InputError(f"--time-shift {cfg.time_shift}: expected 0 <= seconds < --duration")
     if not 0 <= cfg.speed_perturb < 0.5:
         raise InputError(f"--speed-perturb {cfg.speed_perturb}: expected a fraction in [0, 0.5)")
-    if not cfg.lr > 0:
-        raise InputError(f"--lr {cfg.lr}: expected a positive learning rate")
     feature_spec(asdict(cfg)).frames(_num_samples(cfg.duration, cfg.sample_rate))
 
