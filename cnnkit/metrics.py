@@ -58,6 +58,16 @@ def classification_report(y_true: np.ndarray, probs: np.ndarray, classes: Sequen
     }
 
 
+def test_summary(report: dict) -> dict:
+    """The ``metrics.json`` entries of a run's test split, from :func:`classification_report`'s ``report``."""
+    return {
+        "test_accuracy": report["accuracy"],
+        "test_loss": report["loss"],
+        "per_class": report["per_class"],
+        "confusion_matrix": report["confusion_matrix"],
+    }
+
+
 def top_k(probs: np.ndarray, classes: Sequence[str], k: int) -> list[list[dict]]:
     """The ``k`` most probable classes of each row of ``probs`` ``(n, classes)``, best first.
 

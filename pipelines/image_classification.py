@@ -143,10 +143,7 @@ def run(cfg: Config) -> dict:
         )
         summary = {
             "task": TASK,
-            "test_accuracy": report["accuracy"],
-            "test_loss": report["loss"],
-            "per_class": report["per_class"],
-            "confusion_matrix": report["confusion_matrix"],
+            **metrics.test_summary(report),
             "classes": list(source.classes),
             "examples": {part: len(s) for part, s in parts.items()},
             "misclassified": len(wrong),

@@ -155,10 +155,7 @@ def run(cfg: Config) -> dict:
         epoch_seconds = [row["train_seconds"] for row in result.history]
         summary = {
             "task": TASK,
-            "test_accuracy": report["accuracy"],
-            "test_loss": report["loss"],
-            "per_class": report["per_class"],
-            "confusion_matrix": report["confusion_matrix"],
+            **metrics.test_summary(report),
             **scores["speakers"],
             "classes": data.classes,
             "examples": {"train": data.train.size, "val": data.val.size, "test": report["n"]},
