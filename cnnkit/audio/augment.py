@@ -10,6 +10,9 @@ the same augmented epoch for the same ``--seed``.
 * :func:`speed_perturb`: resample by a factor in [1 - r, 1 + r] with linear
   interpolation (Ko et al. 2015, "Audio augmentation for speech recognition").
 * :func:`add_noise`: pink (1/f) noise at a random signal-to-noise ratio.
+* :func:`warp_frequency`: vocal tract length perturbation, the frequency axis
+  of the power spectrum scaled per utterance (Jaitly & Hinton 2013, "Vocal
+  Tract Length Perturbation (VTLP) improves speech recognition").
 * :func:`spec_augment`: time and frequency masks on the features
   (Park et al. 2019, "SpecAugment").
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-__all__ = ["fix_length", "time_shift", "speed_perturb", "add_noise", "spec_augment"]
+__all__ = ["fix_length", "time_shift", "speed_perturb", "add_noise", "warp_frequency", "spec_augment"]
 
 
 def _uniform(seed: tf.Tensor, minval, maxval, dtype=tf.float32, shape=()) -> tf.Tensor:
@@ -93,6 +96,35 @@ def add_noise(waveform: tf.Tensor, snr_db: tuple[float, float], seed: tf.Tensor,
     scale = tf.sqrt(signal_power / (noise_power * tf.pow(10.0, snr / 10.0)))
     mixed = tf.cast(_uniform(seeds[2], 0.0, 1.0) < probability, tf.float32)
     return waveform + mixed * scale * pink
+
+
+def warp_frequency(power: tf.Tensor, max_warp: float, seed: tf.Tensor) -> tf.Tensor:
+    """Scale the frequency axis of each utterance by a factor in [1 - max_warp, 1 + max_warp] (VTLP).
+
+    A longer vocal tract puts every formant lower: Jaitly & Hinton (2013)
+    simulate other speakers by warping frequency f to alpha * f. Bin ``k`` of
+    the output takes the power at bin ``k / alpha`` of the input, linearly
+    interpolated; bins that would read above the Nyquist frequency (alpha < 1)
+    repeat the top bin.
+
+    Args:
+        power: ``(batch, frames, bins)`` linear power spectrogram.
+        max_warp: largest relative change of alpha, e.g. 0.1.
+        seed: ``(2,)`` int stateless seed; each utterance draws its own alpha.
+
+    Returns:
+        ``(batch, frames, bins)``.
+    """
+    batch, bins = tf.shape(power)[0], power.shape[-1]
+    alpha = _uniform(seed, 1.0 - max_warp, 1.0 + max_warp, shape=[batch])
+    source = tf.minimum(tf.range(bins, dtype=tf.float32)[None, :] / alpha[:, None], bins - 1.0)  # (batch, bins)
+    below = tf.floor(source)
+    weight = (source - below)[:, None, :]
+    lower = tf.cast(below, tf.int32)
+    upper = tf.minimum(lower + 1, bins - 1)
+    # gather along the last axis, one index row per utterance, shared by its frames
+    take = lambda index: tf.gather(power, tf.broadcast_to(index[:, None, :], tf.shape(power)), batch_dims=2)
+    return (1.0 - weight) * take(lower) + weight * take(upper)
 
 
 def spec_augment(

@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from cnnkit.errors import InputError
 
-__all__ = ["KINDS", "FeatureSpec", "mel_matrix", "tf_features", "librosa_features", "normalise"]
+__all__ = ["KINDS", "FeatureSpec", "mel_matrix", "tf_power", "tf_features", "tf_features_from_power", "librosa_features", "normalise"]
 
 KINDS = ("stft", "logmel", "mfcc")
 
@@ -136,6 +136,39 @@ def _centred_hann(spec: FeatureSpec, dtype: tf.DType) -> tf.Tensor:
     return tf.pad(window, [[left, spec.n_fft - spec.win_length - left]])
 
 
+def tf_power(waveforms: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:
+    """The power spectrogram ``|STFT|^2`` with ``tf.signal``.
+
+    Args:
+        waveforms: ``(..., samples)`` float32 in [-1, 1].
+        spec: frame, hop and window.
+
+    Returns:
+        ``(..., frames, n_fft // 2 + 1)`` float32.
+    """
+    stft = tf.signal.stft(
+        waveforms,
+        frame_length=spec.n_fft,
+        frame_step=spec.hop_length,
+        fft_length=spec.n_fft,
+        window_fn=lambda length, dtype: _centred_hann(spec, dtype),
+        pad_end=False,
+    )
+    # re^2 + im^2 skips abs()'s square root (and its overflow guard): 1.5x faster than |X|^2 here.
+    return tf.math.square(tf.math.real(stft)) + tf.math.square(tf.math.imag(stft))
+
+
+def tf_features_from_power(power: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:
+    """``(..., frames, n_fft // 2 + 1)`` power -> ``(..., frames, bins)`` features of ``spec.kind`` (see :func:`tf_features`)."""
+    if spec.kind == "stft":
+        return _tf_power_to_db(power, spec)
+    mel = tf.tensordot(power, tf.constant(mel_matrix(spec)), axes=1)
+    log_mel = _tf_power_to_db(mel, spec)
+    if spec.kind == "logmel":
+        return log_mel
+    return tf.signal.dct(log_mel, type=2, norm="ortho")[..., : spec.n_mfcc]
+
+
 def tf_features(waveforms: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:
     """Spectrogram features with ``tf.signal``, per utterance.
 
@@ -147,23 +180,7 @@ def tf_features(waveforms: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:
         ``(..., frames, bins)`` float32 in dB (``stft``, ``logmel``) or
         cepstral units (``mfcc``), not yet normalised.
     """
-    stft = tf.signal.stft(
-        waveforms,
-        frame_length=spec.n_fft,
-        frame_step=spec.hop_length,
-        fft_length=spec.n_fft,
-        window_fn=lambda length, dtype: _centred_hann(spec, dtype),
-        pad_end=False,
-    )
-    # re^2 + im^2 skips abs()'s square root (and its overflow guard): 1.5x faster than |X|^2 here.
-    power = tf.math.square(tf.math.real(stft)) + tf.math.square(tf.math.imag(stft))
-    if spec.kind == "stft":
-        return _tf_power_to_db(power, spec)
-    mel = tf.tensordot(power, tf.constant(mel_matrix(spec)), axes=1)
-    log_mel = _tf_power_to_db(mel, spec)
-    if spec.kind == "logmel":
-        return log_mel
-    return tf.signal.dct(log_mel, type=2, norm="ortho")[..., : spec.n_mfcc]
+    return tf_features_from_power(tf_power(waveforms, spec), spec)
 
 
 def librosa_features(waveform: np.ndarray, spec: FeatureSpec) -> np.ndarray:

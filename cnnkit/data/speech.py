@@ -36,7 +36,7 @@ import tensorflow as tf
 from threadpoolctl import threadpool_limits
 
 from cnnkit.audio import augment
-from cnnkit.audio.features import FeatureSpec, librosa_features, normalise, tf_features
+from cnnkit.audio.features import FeatureSpec, librosa_features, normalise, tf_features, tf_features_from_power, tf_power
 from cnnkit.data import synth_speech
 from cnnkit.errors import InputError
 
@@ -408,6 +408,8 @@ class Augmentation:
         noise_probability: share of the training clips that get noise.
         spec_augment: two time and two frequency masks per utterance.
         speed_perturb: largest relative speed change (0.1: 0.9x to 1.1x).
+        vtlp: largest relative frequency warp (0.1: formants 0.9x to 1.1x),
+            on the power spectrum of the ``tf`` front end.
     """
 
     time_shift: float = 0.1
@@ -415,6 +417,7 @@ class Augmentation:
     noise_probability: float = 0.5
     spec_augment: bool = True
     speed_perturb: float = 0.0
+    vtlp: float = 0.0
 
 
 def batches(
@@ -448,6 +451,9 @@ def batches(
     """
     if frontend not in FRONTENDS:
         raise InputError(f"--frontend '{frontend}': unknown; expected one of: {', '.join(FRONTENDS)}")
+    warp = augmentation.vtlp if augmentation is not None else 0.0
+    if warp and frontend != "tf":
+        raise InputError(f"--vtlp {warp}: warps the power spectrum inside the tf front end; use --frontend tf")
     num_samples = int(round(duration * spec.sample_rate))
     shape = spec.shape(num_samples)
     ds = split.dataset
@@ -463,15 +469,21 @@ def batches(
         )
     ds = ds.batch(batch_size)
 
-    def features(waveforms, labels):
-        if frontend == "tf":
+    def features(waveforms, labels, seed=None):
+        if warp:
+            x = tf_features_from_power(augment.warp_frequency(tf_power(waveforms, spec), warp, seed), spec)
+        elif frontend == "tf":
             x = tf_features(waveforms, spec)
         else:
             x = tf.numpy_function(lambda w: _librosa_batch(w, spec), [waveforms], tf.float32, stateful=False)
         x = normalise(tf.ensure_shape(x, [None, *shape[:2]]))
         return x[..., None], labels
 
-    ds = ds.map(features, num_parallel_calls=tf.data.AUTOTUNE)
+    if warp:
+        warps = tf.data.Dataset.random(seed=seed + 2, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, warps).map(lambda example, s: features(*example, s), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(features, num_parallel_calls=tf.data.AUTOTUNE)
     if augmentation is not None and augmentation.spec_augment:
         masks = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, masks).map(

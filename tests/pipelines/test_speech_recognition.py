@@ -26,7 +26,7 @@ def finished_run(tmp_path_factory):
         patch.setattr(speech.synth_speech, "load", functools.partial(synth_speech.load, **TINY_SYNTH))
         cfg = sr.Config(
             sample_rate=8000, duration=0.5, n_mels=20, epochs=1, batch_size=8, quiet=True,
-            cache_dir=str(folder / "cache"), out=str(folder / "run"), speed_perturb=0.1, conv="handgrad",
+            cache_dir=str(folder / "cache"), out=str(folder / "run"), speed_perturb=0.1, vtlp=0.1, conv="handgrad",
         )  # fmt: skip
         result = sr.run(cfg)
         yield folder, result
@@ -93,12 +93,41 @@ def test_cli_evaluate_on_a_folder_of_new_recordings(finished_run, tmp_path):
     assert report["per_class"]["one"]["support"] == 2
 
 
+def _label_folder(root, labels, per_label=2):
+    for k, label in enumerate(labels):
+        (root / label).mkdir(parents=True)
+        for i in range(per_label):
+            sf.write(root / label / f"{i}.wav", 0.3 * np.sin(np.arange(4000) * 0.01 * (k + 1 + i)), 8000)
+    return root
+
+
+def test_extra_train_appends_every_clip_under_the_main_datasets_labels(tmp_path):
+    main = _label_folder(tmp_path / "main", ["one", "three", "two"], per_label=4)
+    extra = _label_folder(tmp_path / "extra", ["one", "two"], per_label=3)
+    cfg = sr.Config(dataset=f"folder:{main}", extra_train=f"folder:{extra}", sample_rate=8000)
+    data = speech.load(cfg.dataset, split="auto", sample_rate=8000)
+    mixed = sr._with_extra_training(data, cfg)
+    assert mixed.train.size == data.train.size + 6 and mixed.test.size == data.test.size
+    labels = [int(y) for _, y in mixed.train.dataset]
+    main_labels = [int(y) for _, y in data.train.dataset]
+    # the extra folder's "two" (its index 1) is the main dataset's index 2
+    assert labels[len(main_labels):] == [0, 0, 0, 2, 2, 2]
+
+    unknown = _label_folder(tmp_path / "unknown", ["one", "seven"])
+    with pytest.raises(InputError, match=r"'seven'"):
+        sr._with_extra_training(data, sr.Config(extra_train=f"folder:{unknown}", sample_rate=8000))
+
+
 def test_bad_options_fail_before_anything_is_written(tmp_path):
     out = tmp_path / "run"
     with pytest.raises(InputError, match="--frontend 'sox'"):
         sr.run(sr.Config(frontend="sox", out=str(out)))
     with pytest.raises(InputError, match="--model 'wavenet'"):
         sr.run(sr.Config(model="wavenet", out=str(out)))
+    with pytest.raises(InputError, match="--vtlp 0.6"):
+        sr.run(sr.Config(vtlp=0.6, out=str(out)))
+    with pytest.raises(InputError, match="--vtlp 0.1: warps the power spectrum inside the tf front end"):
+        sr.run(sr.Config(vtlp=0.1, frontend="librosa", out=str(out)))
     with pytest.raises(InputError, match="shorter than one"):
         sr.run(sr.Config(duration=0.01, time_shift=0.0, out=str(out)))
     assert not out.exists()

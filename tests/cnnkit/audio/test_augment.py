@@ -74,3 +74,17 @@ def test_speed_perturb_changes_length_by_the_factor():
     lengths = [int(augment.speed_perturb(x, 0.2, tf.constant([s, 1])).shape[0]) for s in range(10)]
     assert all(10000 / 1.2 - 1 <= n <= 10000 / 0.8 + 1 for n in lengths)
     assert len(set(lengths)) > 3
+
+
+def test_warp_frequency_reads_each_bin_at_k_over_alpha():
+    power = tf.random.stateless_uniform([3, 5, 8], seed=[0, 1])
+    warped = augment.warp_frequency(power, 0.2, SEED).numpy()
+    # the alphas the function draws: the same stateless draw
+    alphas = tf.random.stateless_uniform([3], seed=SEED, minval=0.8, maxval=1.2).numpy()
+    assert np.ptp(alphas) > 0.01
+    for utterance, alpha in enumerate(alphas):
+        source = np.minimum(np.arange(8) / alpha, 7)
+        for frame in range(5):
+            expected = np.interp(source, np.arange(8), power.numpy()[utterance, frame])
+            np.testing.assert_allclose(warped[utterance, frame], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(augment.warp_frequency(power, 0.0, SEED), power, rtol=1e-6)
