@@ -54,7 +54,6 @@ class Config(training.FitOptions):
     features: str = "logmel"  # stft | logmel | mfcc
     n_mels: int = 40  # mel bands (logmel, mfcc)
     n_mfcc: int = 13  # cepstral coefficients (mfcc)
-    normalise: str = "utterance"  # utterance (zero mean, unit variance) | bands (each band's mean removed first: mic/channel)
     frontend: str = "tf"  # tf (tf.signal in the tf.data graph) | librosa (reference, slower)
     time_shift: float = 0.1  # training: random shift up to this many seconds; 0: off
     noise: bool = True  # training: pink noise at a random SNR of 5-30 dB, on half of the clips
@@ -71,11 +70,7 @@ class Config(training.FitOptions):
 def feature_spec(settings: dict) -> FeatureSpec:
     """The :class:`FeatureSpec` of a Config (or its ``config.json`` record)."""
     return FeatureSpec(
-        kind=settings["features"],
-        sample_rate=settings["sample_rate"],
-        n_mels=settings["n_mels"],
-        n_mfcc=settings["n_mfcc"],
-        normalisation=settings.get("normalise", "utterance"),  # runs before --normalise existed
+        kind=settings["features"], sample_rate=settings["sample_rate"], n_mels=settings["n_mels"], n_mfcc=settings["n_mfcc"]
     )
 
 

@@ -32,10 +32,9 @@ import tensorflow as tf
 
 from cnnkit.errors import InputError
 
-__all__ = ["KINDS", "NORMALISATIONS", "FeatureSpec", "mel_matrix", "tf_power", "tf_features", "tf_features_from_power", "librosa_features", "normalise"]
+__all__ = ["KINDS", "FeatureSpec", "mel_matrix", "tf_power", "tf_features", "tf_features_from_power", "librosa_features", "normalise"]
 
 KINDS = ("stft", "logmel", "mfcc")
-NORMALISATIONS = ("utterance", "bands")
 
 
 @dataclass(frozen=True)
@@ -54,9 +53,6 @@ class FeatureSpec:
         fmax: highest mel band edge, Hz; ``None`` is the Nyquist frequency.
         top_db: dynamic range kept below the loudest bin of the utterance, dB.
         amin: absolute power floor before the log.
-        normalisation: ``utterance`` (zero mean, unit variance) or ``bands``
-            (each band's mean over the active frames removed first); see
-            :func:`normalise`.
     """
 
     kind: str = "logmel"
@@ -69,13 +65,10 @@ class FeatureSpec:
     fmax: float | None = None
     top_db: float = 80.0
     amin: float = 1e-10
-    normalisation: str = "utterance"
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise InputError(f"--features '{self.kind}': unknown; expected one of: {', '.join(KINDS)}")
-        if self.normalisation not in NORMALISATIONS:
-            raise InputError(f"--normalise '{self.normalisation}': unknown; expected one of: {', '.join(NORMALISATIONS)}")
         if not 8 <= self.n_mels <= 256:
             raise InputError(f"--n-mels {self.n_mels}: expected 8 to 256 mel bands")
         if not 1 <= self.n_mfcc <= self.n_mels:
@@ -221,32 +214,15 @@ def librosa_features(waveform: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     return out.T.astype(np.float32)
 
 
-def normalise(features: tf.Tensor, mode: str = "utterance", epsilon: float = 1e-5, active_db: float = 40.0) -> tf.Tensor:
+def normalise(features: tf.Tensor, epsilon: float = 1e-5) -> tf.Tensor:
     """Zero mean, unit variance over each utterance's own ``(frames, bins)``.
 
-    ``mode="bands"`` first subtracts each band's mean over the utterance's
-    active frames (those within ``active_db`` of its loudest frame): cepstral /
-    log-spectral mean normalisation (Atal 1974; Furui 1981). A microphone or
-    room is a fixed filter, i.e. a constant per band in the log domain, and
-    this removes it; a speaker recorded with another microphone then looks
-    like the training speakers. Only active frames count, so the padding
-    silence of a short clip does not decide the means.
-
     Args:
-        features: ``(..., frames, bins)``, in dB or cepstral units.
-        mode: ``utterance`` or ``bands``.
+        features: ``(..., frames, bins)``.
         epsilon: added to the variance so a constant input stays finite.
-        active_db: how far below the loudest frame a frame still counts (``bands``).
 
     Returns:
         Same shape; no statistic crosses from one utterance to another.
     """
-    if mode not in NORMALISATIONS:
-        raise InputError(f"--normalise '{mode}': unknown; expected one of: {', '.join(NORMALISATIONS)}")
-    if mode == "bands":
-        loudness = tf.reduce_mean(features, axis=-1, keepdims=True)  # (..., frames, 1)
-        active = tf.cast(loudness >= tf.reduce_max(loudness, axis=-2, keepdims=True) - active_db, features.dtype)
-        band_mean = tf.reduce_sum(features * active, axis=-2, keepdims=True) / tf.reduce_sum(active, axis=-2, keepdims=True)
-        features = features - band_mean
     mean, variance = tf.nn.moments(features, axes=[-2, -1], keepdims=True)
     return (features - mean) * tf.math.rsqrt(variance + epsilon)

@@ -476,7 +476,7 @@ def batches(
             x = tf_features(waveforms, spec)
         else:
             x = tf.numpy_function(lambda w: _librosa_batch(w, spec), [waveforms], tf.float32, stateful=False)
-        x = normalise(tf.ensure_shape(x, [None, *shape[:2]]), spec.normalisation)
+        x = normalise(tf.ensure_shape(x, [None, *shape[:2]]))
         return x[..., None], labels
 
     if warp:

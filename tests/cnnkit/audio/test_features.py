@@ -83,15 +83,3 @@ def test_bad_settings_are_input_errors():
         FeatureSpec(n_mels=2)
     with pytest.raises(InputError, match="--n-mfcc 50"):
         FeatureSpec(n_mels=40, n_mfcc=50)
-
-
-def test_band_normalisation_removes_a_fixed_microphone_filter():
-    speech = tf.random.stateless_normal([2, 30, 16], seed=[5, 6]) * 10.0 - 40.0
-    microphone = tf.linspace(-12.0, 9.0, 16)  # dB per band, the same in every frame
-    np.testing.assert_allclose(
-        normalise(speech + microphone, "bands"), normalise(speech, "bands"), atol=1e-4
-    )
-    # per-utterance normalisation alone keeps the filter's shape
-    assert np.abs(normalise(speech + microphone) - normalise(speech)).max() > 0.5
-    with pytest.raises(InputError, match="--normalise 'cepstral'"):
-        normalise(speech, "cepstral")
