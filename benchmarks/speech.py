@@ -164,7 +164,8 @@ def main() -> None:
     if not FSDD.is_dir():
         print(json.dumps({"skipped": f"{FSDD} is absent"}))
         return
-    report = {"dataset": str(FSDD), "model": args.model, "epochs": args.epochs, "vtlp": args.vtlp, "speed_perturb": args.speed_perturb, "extra_train": args.extra_train}
+    report = {"dataset": str(FSDD), "model": args.model, "epochs": args.epochs}
+    report["recipe"] = {"vtlp": args.vtlp, "speed_perturb": args.speed_perturb, "extra_train": args.extra_train}
     if args.tutorial_only:
         loso = {speaker: tutorial(f"speaker:{speaker}", args.seed) for speaker in args.speakers.split(",")}
         report["tutorial"] = {"official": tutorial("official", args.seed), "leave_one_speaker_out": loso}
