@@ -5,9 +5,10 @@ Prints one JSON object. Every figure has its anchor measured in the same run:
 * ``official``: the Free Spoken Digit Dataset beside the repository
   (``../shared/datasets/fsdd``, 5 speakers, 2,500 clips), takes 0-4 as the
   test set, trained with ``pipelines.speech_recognition`` (``--model``,
-  default bcresnet on log-mel; with ``--extra-train synth-digits``, the eSpeak
-  NG voices of the default dataset, ``--vtlp 0.15`` and ``--speed-perturb 0.1``:
-  FSDD has only 4 training speakers in a leave-one-out fold) and with the TensorFlow tutorial recipe
+  default dscnn on log-mel; with ``--extra-train synth-digits``, the eSpeak
+  NG voices of the default dataset, and ``--vtlp 0.15``: FSDD has only 4
+  training speakers in a leave-one-out fold; ``--model bcresnet
+  --speed-perturb 0.1`` is the other recipe in README) and with the TensorFlow tutorial recipe
   (https://www.tensorflow.org/tutorials/audio/simple_audio: |STFT| 255/128,
   resize to 32x32, Normalization, Conv32-Conv64-MaxPool-Dropout-Dense128-Dropout,
   10 epochs, early stopping with patience 2);
@@ -17,7 +18,7 @@ Prints one JSON object. Every figure has its anchor measured in the same run:
   librosa reference on the same clips, alternated, and their ratio;
 * ``epoch_seconds``: the median training epoch of our model (official split).
 
-Usage: ``python benchmarks/speech.py [--epochs 25] [--model bcresnet] [--vtlp 0.15] [--speed-perturb 0.1] [--extra-train synth-digits] [--speakers george,theo] [--skip-loso | --frontend-only]``
+Usage: ``python benchmarks/speech.py [--epochs 20] [--model dscnn] [--vtlp 0.15] [--speed-perturb 0] [--extra-train synth-digits] [--speakers george,theo] [--skip-loso | --frontend-only]``
 """
 
 from __future__ import annotations
@@ -147,11 +148,11 @@ def frontend_speed(repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=25, help="epochs of our model (the tutorial keeps its 10)")
-    parser.add_argument("--model", default="bcresnet")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs of our model (the tutorial keeps its 10)")
+    parser.add_argument("--model", default="dscnn")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vtlp", type=float, default=0.15, help="our recipe's frequency warp (train-speech --vtlp)")
-    parser.add_argument("--speed-perturb", type=float, default=0.1, help="our recipe's speed change (train-speech --speed-perturb)")
+    parser.add_argument("--speed-perturb", type=float, default=0.0, help="our recipe's speed change (train-speech --speed-perturb)")
     parser.add_argument(
         "--extra-train", default="synth-digits", help="our recipe's extra training voices (train-speech --extra-train; '' for none)"
     )
