@@ -189,14 +189,23 @@ def _with_extra_training(data: speech.SpeechData, cfg: Config) -> speech.SpeechD
     extra = speech.load(
         cfg.extra_train, split="all", sample_rate=cfg.sample_rate, seed=cfg.seed, cache_dir=cfg.cache_dir, data_dir=cfg.data_dir
     )
-    relabel = tf.constant(metrics.class_index_map(extra.classes, data.classes, cfg.extra_train), tf.int32)
-    clips = extra.test  # split "all" puts every clip there
+    clips = _relabelled(extra.test, extra.classes, data.classes, cfg.extra_train)  # split "all" puts every clip in test
     log.info("--extra-train %s: %d more training clips", cfg.extra_train, clips.size)
     # Both through a map, which turns the in-memory sources' 1-D ragged elements into
     # plain tensors: concatenate() needs one element type, and a clip is a clip.
     main = data.train.dataset.map(lambda w, y: (w, y))
-    train = speech.Split(main.concatenate(clips.dataset.map(lambda w, y: (w, tf.gather(relabel, y)))), data.train.size + clips.size)
+    train = speech.Split(main.concatenate(clips.dataset), data.train.size + clips.size)
     return speech.SpeechData(data.classes, train, data.val, data.test, skipped=data.skipped + extra.skipped)
+
+
+def _relabelled(part: speech.Split, classes: Sequence[str], target_classes: Sequence[str], dataset: str) -> speech.Split:
+    """``part`` with its labels (indices into ``classes``) turned into indices into ``target_classes``.
+
+    Raises:
+        InputError: a class of ``dataset`` missing from ``target_classes``.
+    """
+    relabel = tf.constant(metrics.class_index_map(classes, target_classes, dataset), tf.int32)
+    return speech.Split(part.dataset.map(lambda w, y: (w, tf.gather(relabel, y))), part.size, part.speakers)
 
 
 def evaluate(
@@ -235,8 +244,7 @@ def evaluate(
     part = {"all": data.test, "train": data.train, "val": data.val, "test": data.test}[subset]
     if part.size == 0:
         raise InputError(f"--subset '{subset}': no clips of {dataset} fall in it")
-    relabel = tf.constant(metrics.class_index_map(data.classes, cfg["preprocessing"]["classes"], dataset), tf.int32)
-    part = speech.Split(part.dataset.map(lambda w, y: (w, tf.gather(relabel, y))), part.size, part.speakers)
+    part = _relabelled(part, data.classes, cfg["preprocessing"]["classes"], dataset)
     ds = speech.batches(part, feature_spec(cfg), duration=cfg["duration"], batch_size=256, frontend=cfg["frontend"])
     scores = _score(model, ds, part, cfg["preprocessing"]["classes"])
     return {
@@ -346,8 +354,7 @@ def _check(cfg: Config) -> None:
     if cfg.model not in models.names():
         raise InputError(f"--model '{cfg.model}': unknown; expected one of: {', '.join(models.names())}")
     cfg.check_fit_options()
-    if cfg.frontend not in speech.FRONTENDS:
-        raise InputError(f"--frontend '{cfg.frontend}': unknown; expected one of: {', '.join(speech.FRONTENDS)}")
+    speech.check_frontend(cfg.frontend, cfg.vtlp)
     if cfg.sample_rate < 1:
         raise InputError(f"--sample-rate {cfg.sample_rate}: expected an integer >= 1")
     if not 0 < cfg.duration <= 60:
@@ -358,7 +365,5 @@ def _check(cfg: Config) -> None:
         raise InputError(f"--speed-perturb {cfg.speed_perturb}: expected a fraction in [0, 0.5)")
     if not 0 <= cfg.vtlp < 0.5:
         raise InputError(f"--vtlp {cfg.vtlp}: expected a fraction in [0, 0.5)")
-    if cfg.vtlp and cfg.frontend != "tf":
-        raise InputError(f"--vtlp {cfg.vtlp}: warps the power spectrum inside the tf front end; use --frontend tf")
     feature_spec(asdict(cfg)).frames(_num_samples(cfg.duration, cfg.sample_rate))
 

@@ -43,6 +43,7 @@ from cnnkit.errors import InputError
 __all__ = [
     "MAX_SECONDS",
     "FRONTENDS",
+    "check_frontend",
     "read_wav",
     "parse_fsdd_name",
     "Split",
@@ -420,6 +421,14 @@ class Augmentation:
     vtlp: float = 0.0
 
 
+def check_frontend(frontend: str, vtlp: float = 0.0) -> None:
+    """Raise InputError unless ``frontend`` is known and can apply a ``vtlp`` warp (only ``tf`` can)."""
+    if frontend not in FRONTENDS:
+        raise InputError(f"--frontend '{frontend}': unknown; expected one of: {', '.join(FRONTENDS)}")
+    if vtlp and frontend != "tf":
+        raise InputError(f"--vtlp {vtlp}: warps the power spectrum inside the tf front end; use --frontend tf")
+
+
 def batches(
     split: Split,
     spec: FeatureSpec,
@@ -449,11 +458,8 @@ def batches(
     Returns:
         Batches ``(features (batch, frames, bins, 1) float32, labels (batch,) int32)``.
     """
-    if frontend not in FRONTENDS:
-        raise InputError(f"--frontend '{frontend}': unknown; expected one of: {', '.join(FRONTENDS)}")
     warp = augmentation.vtlp if augmentation is not None else 0.0
-    if warp and frontend != "tf":
-        raise InputError(f"--vtlp {warp}: warps the power spectrum inside the tf front end; use --frontend tf")
+    check_frontend(frontend, warp)
     num_samples = int(round(duration * spec.sample_rate))
     shape = spec.shape(num_samples)
     ds = split.dataset
