@@ -49,6 +49,11 @@ from cnnkit.errors import InputError
 OPTIMIZERS = ("adam", "sgd")
 
 
+def check_save_every(save_every: int | None) -> None:
+    """Raise InputError unless ``--save-every`` is ``None`` (epoch ends only) or a positive number of steps."""
+    if save_every is not None and save_every < 1:
+        raise InputError(f"--save-every {save_every}: expected a positive number of steps")
+
 
 @dataclass(frozen=True)
 class FitOptions:
@@ -88,6 +93,8 @@ class FitOptions:
                 raise InputError(f"{option} {value}: expected an integer >= 1")
         if not self.lr > 0:
             raise InputError(f"--lr {self.lr}: expected a positive learning rate")
+        check_save_every(self.save_every)
+
 
 def learning_rate_schedule(lr: float, total_steps: int, warmup_steps: int) -> keras.optimizers.schedules.LearningRateSchedule:
     """Linear warm-up from 0 to ``lr`` over ``warmup_steps``, then cosine decay to 0.

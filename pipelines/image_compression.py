@@ -572,8 +572,7 @@ def train(cfg: TrainConfig) -> dict:
     held_out = [p for p in (read_rgb(f) for f in val_files) if min(p.shape[:2]) >= cfg.patch]
     if not usable or not held_out:
         raise InputError(f"--images '{cfg.images}': no training or held-out photo is at least {cfg.patch} px on each side")
-    if cfg.save_every is not None and cfg.save_every < 1:
-        raise InputError(f"--save-every {cfg.save_every}: expected a positive number of steps")
+    training.check_save_every(cfg.save_every)
     strategy = distribute.setup_compute(cfg.device, cfg.strategy, cfg.mixed_precision, cfg.logical_cpus, jit=cfg.jit)
     batch = distribute.global_batch_size(cfg.batch, strategy)
     out = Path(cfg.out or runs.default_out("compress", cfg.model, f"{cfg.lmbda:g}"))

@@ -124,6 +124,8 @@ def test_bad_options_fail_before_anything_is_written(tmp_path):
         sr.run(sr.Config(frontend="sox", out=str(out)))
     with pytest.raises(InputError, match="--model 'wavenet'"):
         sr.run(sr.Config(model="wavenet", out=str(out)))
+    with pytest.raises(InputError, match="--save-every 0: expected a positive number of steps"):
+        sr.run(sr.Config(save_every=0, out=str(out)))
     with pytest.raises(InputError, match="--vtlp 0.6"):
         sr.run(sr.Config(vtlp=0.6, out=str(out)))
     with pytest.raises(InputError, match="--vtlp 0.1: warps the power spectrum inside the tf front end"):
