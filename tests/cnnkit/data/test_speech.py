@@ -177,6 +177,27 @@ def test_batches_pad_crop_and_featurise_in_order():
     np.testing.assert_allclose(x.mean(axis=(1, 2, 3)), 0.0, atol=1e-4)
     reference = speech.batches(split, spec, duration=0.5, batch_size=3, frontend="librosa")
     np.testing.assert_allclose(next(iter(reference))[0].numpy(), x, atol=1e-2)
+    np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _ in ds]), x)  # second pass, from the cache
+
+
+def test_evaluation_batches_above_the_cache_budget_are_recomputed(monkeypatch):
+    clips = [np.sin(np.arange(n) * 0.01).astype(np.float32) for n in (3000, 9000)]
+    split = speech.from_waveforms(clips, np.array([0, 1]))
+    spec = FeatureSpec(sample_rate=8000, n_mels=20)
+    cached = speech.batches(split, spec, duration=0.5, batch_size=2)
+    monkeypatch.setattr(speech, "EVAL_CACHE_BYTES", 0)
+    recomputed = speech.batches(split, spec, duration=0.5, batch_size=2)
+    assert "CacheDataset" in _stages(cached) and "CacheDataset" not in _stages(recomputed)
+    np.testing.assert_array_equal([x.numpy() for x, _ in recomputed], [x.numpy() for x, _ in cached])
+
+
+def _stages(ds) -> list[str]:
+    """Class names of a tf.data pipeline's stages, last first."""
+    names = []
+    while ds is not None:
+        names.append(type(ds).__name__)
+        ds = getattr(ds, "_input_dataset", None)
+    return names
 
 
 def test_training_batches_are_augmented_and_seeded():
