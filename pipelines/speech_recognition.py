@@ -60,6 +60,7 @@ class Config(training.FitOptions):
     spec_augment: bool = True  # training: 2 time + 2 frequency masks (SpecAugment)
     speed_perturb: float = 0.0  # training: random speed change up to this fraction (0.1: 0.9x-1.1x); 0: off
     vtlp: float = 0.0  # training: random frequency warp up to this fraction (vocal tract length perturbation); 0: off
+    filter_augment: float = 0.0  # training: random smooth equaliser up to +-this many dB (FilterAugment), another microphone; 0: off
     extra_train: str = ""  # another --dataset spec whose every clip joins the training split (e.g. synth-digits); "": none
     model: str = "dscnn"  # any name of cnnkit.models.names(); speech: dscnn, bcresnet, lecture, resnet18
     epochs: int = 12  # synth-digits: 99% on the unseen voices in about 3 minutes on 2 CPU cores
@@ -95,13 +96,7 @@ def run(cfg: Config) -> dict:
     out = Path(cfg.out) if cfg.out else runs.default_out(cfg.dataset, cfg.model)
     record = {**asdict(cfg), "out": str(out), "preprocessing": {"classes": data.classes, "input_shape": list(input_shape)}}
     batch = distribute.global_batch_size(cfg.batch_size, strategy)
-    augmentation = speech.Augmentation(
-        time_shift=cfg.time_shift,
-        noise_snr=(5.0, 30.0) if cfg.noise else None,
-        spec_augment=cfg.spec_augment,
-        speed_perturb=cfg.speed_perturb,
-        vtlp=cfg.vtlp,
-    )
+    augmentation = _augmentation(cfg)
 
     def batches(split: speech.Split, training_split: bool = False) -> tf.data.Dataset | None:
         if split.size == 0:
@@ -345,6 +340,17 @@ def _open(run_dir: str) -> tuple[runs.Run, keras.Model, dict]:
     return run, run.load_model(), run.config
 
 
+def _augmentation(cfg: Config) -> speech.Augmentation:
+    return speech.Augmentation(
+        time_shift=cfg.time_shift,
+        noise_snr=(5.0, 30.0) if cfg.noise else None,
+        spec_augment=cfg.spec_augment,
+        speed_perturb=cfg.speed_perturb,
+        vtlp=cfg.vtlp,
+        filter_db=cfg.filter_augment,
+    )
+
+
 def _num_samples(duration: float, sample_rate: int) -> int:
     return int(round(duration * sample_rate))
 
@@ -354,7 +360,7 @@ def _check(cfg: Config) -> None:
     if cfg.model not in models.names():
         raise InputError(f"--model '{cfg.model}': unknown; expected one of: {', '.join(models.names())}")
     cfg.check_fit_options()
-    speech.check_frontend(cfg.frontend, cfg.vtlp)
+    speech.check_frontend(cfg.frontend, _augmentation(cfg))
     if cfg.sample_rate < 1:
         raise InputError(f"--sample-rate {cfg.sample_rate}: expected an integer >= 1")
     if not 0 < cfg.duration <= 60:
@@ -365,5 +371,7 @@ def _check(cfg: Config) -> None:
         raise InputError(f"--speed-perturb {cfg.speed_perturb}: expected a fraction in [0, 0.5)")
     if not 0 <= cfg.vtlp < 0.5:
         raise InputError(f"--vtlp {cfg.vtlp}: expected a fraction in [0, 0.5)")
+    if not 0 <= cfg.filter_augment <= 20:
+        raise InputError(f"--filter-augment {cfg.filter_augment}: expected 0 to 20 dB")
     feature_spec(asdict(cfg)).frames(_num_samples(cfg.duration, cfg.sample_rate))
 

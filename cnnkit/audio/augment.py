@@ -13,6 +13,8 @@ the same augmented epoch for the same ``--seed``.
 * :func:`warp_frequency`: vocal tract length perturbation, the frequency axis
   of the power spectrum scaled per utterance (Jaitly & Hinton 2013, "Vocal
   Tract Length Perturbation (VTLP) improves speech recognition").
+* :func:`filter_augment`: a random smooth equaliser on the power spectrum,
+  another microphone or room per utterance (Nam et al. 2022, "FilterAugment").
 * :func:`spec_augment`: time and frequency masks on the features
   (Park et al. 2019, "SpecAugment").
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-__all__ = ["fix_length", "time_shift", "speed_perturb", "add_noise", "warp_frequency", "spec_augment"]
+__all__ = ["fix_length", "time_shift", "speed_perturb", "add_noise", "warp_frequency", "filter_augment", "spec_augment"]
 
 
 def _uniform(seed: tf.Tensor, minval, maxval, dtype=tf.float32, shape=()) -> tf.Tensor:
@@ -126,6 +128,40 @@ def warp_frequency(power: tf.Tensor, max_warp: float, seed: tf.Tensor) -> tf.Ten
     # gather along the last axis, one index row per utterance, shared by its frames
     take = lambda index: tf.gather(power, tf.broadcast_to(index[:, None, :], tf.shape(power)), batch_dims=2)
     return (1.0 - weight) * take(lower) + weight * take(upper)
+
+
+def filter_augment(power: tf.Tensor, max_db: float, seed: tf.Tensor, *, sample_rate: int, knots: int = 5) -> tf.Tensor:
+    """Multiply each utterance's power spectrum by a random smooth gain curve, up to +-``max_db``.
+
+    A microphone or a room colours the spectrum with a smooth filter that a
+    per-utterance normalisation does not remove (FSDD's speakers differ by
+    their microphones as much as by their voices). FilterAugment (Nam et al.
+    2022) trains through random such filters: here ``knots`` gains drawn
+    uniformly in [-max_db, max_db] dB, evenly spaced on the mel scale and
+    linearly interpolated between them, one curve per utterance shared by its
+    frames.
+
+    Args:
+        power: ``(batch, frames, bins)`` linear power spectrogram, bins
+            evenly spaced from 0 Hz to the Nyquist frequency.
+        max_db: largest gain or cut, dB.
+        seed: ``(2,)`` int stateless seed.
+        sample_rate: of the audio, Hz, to place the bins on the mel scale.
+        knots: control points of the curve (2: a tilt).
+
+    Returns:
+        ``(batch, frames, bins)``.
+    """
+    batch, bins = tf.shape(power)[0], power.shape[-1]
+    hertz = tf.linspace(0.0, sample_rate / 2.0, bins)
+    mel = tf.math.log1p(hertz / 700.0)  # the HTK mel scale up to a constant factor
+    position = mel / mel[-1] * (knots - 1)  # (bins,) in [0, knots - 1]
+    below = tf.minimum(tf.floor(position), knots - 2.0)
+    weight = position - below
+    gains = _uniform(seed, -max_db, max_db, shape=[batch, knots])
+    take = lambda index: tf.gather(gains, tf.cast(index, tf.int32), axis=1)  # (batch, bins)
+    gain_db = (1.0 - weight) * take(below) + weight * take(below + 1.0)
+    return power * tf.pow(10.0, gain_db / 10.0)[:, None, :]
 
 
 def spec_augment(

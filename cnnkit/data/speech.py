@@ -412,6 +412,8 @@ class Augmentation:
         speed_perturb: largest relative speed change (0.1: 0.9x to 1.1x).
         vtlp: largest relative frequency warp (0.1: formants 0.9x to 1.1x),
             on the power spectrum of the ``tf`` front end.
+        filter_db: largest gain of a random smooth equaliser (FilterAugment),
+            dB, on the power spectrum of the ``tf`` front end.
     """
 
     time_shift: float = 0.1
@@ -420,14 +422,21 @@ class Augmentation:
     spec_augment: bool = True
     speed_perturb: float = 0.0
     vtlp: float = 0.0
+    filter_db: float = 0.0
+
+    @property
+    def on_power(self) -> bool:
+        """Whether a step works on the power spectrum, which only the ``tf`` front end exposes."""
+        return bool(self.vtlp or self.filter_db)
 
 
-def check_frontend(frontend: str, vtlp: float = 0.0) -> None:
-    """Raise InputError unless ``frontend`` is known and can apply a ``vtlp`` warp (only ``tf`` can)."""
+def check_frontend(frontend: str, augmentation: Augmentation | None = None) -> None:
+    """Raise InputError unless ``frontend`` is known and can apply ``augmentation``'s power-spectrum steps (only ``tf`` can)."""
     if frontend not in FRONTENDS:
         raise InputError(f"--frontend '{frontend}': unknown; expected one of: {', '.join(FRONTENDS)}")
-    if vtlp and frontend != "tf":
-        raise InputError(f"--vtlp {vtlp}: warps the power spectrum inside the tf front end; use --frontend tf")
+    if augmentation is not None and augmentation.on_power and frontend != "tf":
+        flag = f"--vtlp {augmentation.vtlp}" if augmentation.vtlp else f"--filter-augment {augmentation.filter_db}"
+        raise InputError(f"{flag}: works on the power spectrum inside the tf front end; use --frontend tf")
 
 
 def batches(
@@ -459,8 +468,8 @@ def batches(
     Returns:
         Batches ``(features (batch, frames, bins, 1) float32, labels (batch,) int32)``.
     """
-    warp = augmentation.vtlp if augmentation is not None else 0.0
-    check_frontend(frontend, warp)
+    check_frontend(frontend, augmentation)
+    on_power = augmentation is not None and augmentation.on_power
     num_samples = int(round(duration * spec.sample_rate))
     shape = spec.shape(num_samples)
     ds = split.dataset
@@ -482,8 +491,8 @@ def batches(
         ds = ds.cache()
 
     def features(waveforms, labels, seed=None):
-        if warp:
-            x = tf_features_from_power(augment.warp_frequency(tf_power(waveforms, spec), warp, seed), spec)
+        if on_power:
+            x = tf_features_from_power(_augment_power(tf_power(waveforms, spec), seed, spec.sample_rate, augmentation), spec)
         elif frontend == "tf":
             x = tf_features(waveforms, spec)
         else:
@@ -491,7 +500,7 @@ def batches(
         x = normalise(tf.ensure_shape(x, [None, *shape[:2]]))
         return x[..., None], labels
 
-    if warp:
+    if on_power:
         warps = tf.data.Dataset.random(seed=seed + 2, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, warps).map(lambda example, s: features(*example, s), num_parallel_calls=tf.data.AUTOTUNE)
     else:
@@ -514,6 +523,15 @@ def _librosa_batch(waveforms: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """
     with threadpool_limits(limits=1, user_api="blas"):
         return np.stack([librosa_features(clip, spec) for clip in waveforms])
+
+
+def _augment_power(power, seed, sample_rate: int, aug: Augmentation):
+    """VTLP and FilterAugment on ``(batch, frames, bins)`` power; ``seed`` is ``(2,)`` int64."""
+    if aug.vtlp:
+        power = augment.warp_frequency(power, aug.vtlp, seed)
+    if aug.filter_db:
+        power = augment.filter_augment(power, aug.filter_db, seed + 1, sample_rate=sample_rate)
+    return power
 
 
 def _augment_waveform(waveform, seeds, num_samples: int, sample_rate: int, aug: Augmentation):

@@ -26,7 +26,8 @@ def finished_run(tmp_path_factory):
         patch.setattr(speech.synth_speech, "load", functools.partial(synth_speech.load, **TINY_SYNTH))
         cfg = sr.Config(
             sample_rate=8000, duration=0.5, n_mels=20, epochs=1, batch_size=8, quiet=True,
-            cache_dir=str(folder / "cache"), out=str(folder / "run"), speed_perturb=0.1, vtlp=0.1, conv="handgrad",
+            cache_dir=str(folder / "cache"), out=str(folder / "run"), speed_perturb=0.1, vtlp=0.1, filter_augment=6.0,
+            conv="handgrad",
         )  # fmt: skip
         result = sr.run(cfg)
         yield folder, result
@@ -128,8 +129,12 @@ def test_bad_options_fail_before_anything_is_written(tmp_path):
         sr.run(sr.Config(save_every=0, out=str(out)))
     with pytest.raises(InputError, match="--vtlp 0.6"):
         sr.run(sr.Config(vtlp=0.6, out=str(out)))
-    with pytest.raises(InputError, match="--vtlp 0.1: warps the power spectrum inside the tf front end"):
+    with pytest.raises(InputError, match="--vtlp 0.1: works on the power spectrum inside the tf front end"):
         sr.run(sr.Config(vtlp=0.1, frontend="librosa", out=str(out)))
+    with pytest.raises(InputError, match="--filter-augment 30.0: expected 0 to 20 dB"):
+        sr.run(sr.Config(filter_augment=30.0, out=str(out)))
+    with pytest.raises(InputError, match="--filter-augment 6.0: works on the power spectrum inside the tf front end"):
+        sr.run(sr.Config(filter_augment=6.0, frontend="librosa", out=str(out)))
     with pytest.raises(InputError, match="shorter than one"):
         sr.run(sr.Config(duration=0.01, time_shift=0.0, out=str(out)))
     assert not out.exists()

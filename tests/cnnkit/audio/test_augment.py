@@ -88,3 +88,14 @@ def test_warp_frequency_reads_each_bin_at_k_over_alpha():
             expected = np.interp(source, np.arange(8), power.numpy()[utterance, frame])
             np.testing.assert_allclose(warped[utterance, frame], expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(augment.warp_frequency(power, 0.0, SEED), power, rtol=1e-6)
+
+
+def test_filter_augment_is_one_smooth_curve_per_utterance_within_the_bound():
+    power = tf.random.stateless_uniform([4, 6, 257], seed=[0, 2], minval=0.5, maxval=2.0)
+    gain_db = 10 * np.log10(augment.filter_augment(power, 6.0, SEED, sample_rate=16000).numpy() / power.numpy())
+    assert np.abs(gain_db).max() <= 6.0 + 1e-3
+    np.testing.assert_allclose(gain_db, np.broadcast_to(gain_db[:, :1], gain_db.shape), atol=1e-3)  # frames share it
+    assert np.ptp(gain_db[:, 0, :], axis=1).min() > 0.5  # not a constant: a filter
+    assert np.abs(np.diff(gain_db[:, 0, :], axis=1)).max() < 1.0  # smooth: no step of 12 dB between neighbouring bins
+    assert not np.allclose(gain_db[0, 0], gain_db[1, 0])  # each utterance its own
+    np.testing.assert_allclose(augment.filter_augment(power, 0.0, SEED, sample_rate=16000), power, rtol=1e-6)
