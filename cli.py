@@ -252,7 +252,7 @@ def _weights_option(function):
 @main.group(invoke_without_command=True)
 @click.option("--out", default=None, help="Report folder (default runs/compress-<time>).")
 @click.option("--quality", default=3, show_default=True, help="Quality level of the .cnz files (1 = lowest rate).")
-@click.option("--model", default="factorized", show_default=True, help="Codec: factorized or lecture-ae.")
+@click.option("--model", default="factorized", show_default=True, help="Codec: factorized, lecture-ae or hyperprior.")
 @_weights_option
 @click.option("--max-side", default=None, type=int, help="Shrink the sample photos to at most this many pixels per side.")
 @click.option("--crop", default=128, show_default=True, help="Side of the side-by-side crops.")
@@ -275,7 +275,7 @@ def compress(ctx: click.Context, **options) -> None:
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("-o", "--out", required=True, help="Folder for the .cnz files.")
 @click.option("--quality", default=3, show_default=True, help="Quality level (1 = lowest rate).")
-@click.option("--model", default="factorized", show_default=True, help="Codec: factorized or lecture-ae.")
+@click.option("--model", default="factorized", show_default=True, help="Codec: factorized, lecture-ae or hyperprior.")
 @_weights_option
 def compress_encode(**options) -> None:
     """Compress PNG/JPEG/BMP images (any size; grey stays grey, other modes become RGB) to .cnz."""
@@ -297,7 +297,7 @@ def compress_decode(**options) -> None:
 
 @compress.command("eval")
 @click.option("--images", required=True, help="Folder of images to measure on.")
-@click.option("--model", default="factorized", show_default=True, help="Codec: factorized or lecture-ae.")
+@click.option("--model", default="factorized", show_default=True, help="Codec: factorized, lecture-ae or hyperprior.")
 @_weights_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (codec, jpeg, webp, bd_rate).")
 def compress_eval(as_json: bool, **options) -> None:
@@ -321,10 +321,10 @@ def compress_eval(as_json: bool, **options) -> None:
 @compress.command("train")
 @click.option("--images", required=True, help="Folder of photos; the last --holdout (by name) validate.")
 @click.option("--out", default=None, help="Run folder (rerun the same command to resume).")
-@click.option("--model", default="factorized", show_default=True, help="Architecture: factorized or lecture-ae.")
+@click.option("--model", default="factorized", show_default=True, help="Architecture: factorized, lecture-ae or hyperprior (--patch a multiple of 64).")
 @click.option("--lmbda", default=0.01, show_default=True, help="Weight of the 8-bit MSE in rate + lmbda * MSE.")
 @click.option("--steps", default=4000, show_default=True, help="Optimizer steps in total.")
-@click.option("--patch", default=256, show_default=True, help="Side of the random square crops.")
+@click.option("--patch", default=256, show_default=True, help="Side of the random square crops (a multiple of 16, of 64 for hyperprior).")
 @click.option("--batch", default=8, show_default=True, help="Crops per step per replica.")
 @click.option("--filters", default=64, show_default=True, help="Hidden channels N.")
 @click.option("--latent", default=96, show_default=True, help="Latent channels M.")

@@ -443,7 +443,7 @@ class TrainConfig:
 
     images: str  # folder of photos; the last `holdout` (by name) are held out for validation
     out: str | None = None  # run folder; default runs/compress-<model>-<lmbda>-<time>; rerun to resume
-    model: str = "factorized"  # architecture, see cnnkit.codec.models.names()
+    model: str = "factorized"  # architecture, see cnnkit.codec.models.names(); hyperprior needs --patch a multiple of 64
     lmbda: float = 0.01  # weight of the MSE (8-bit scale) in rate + lmbda * MSE
     steps: int = 4000  # optimizer steps in total
     patch: int = 256  # side of the random square training crops
@@ -501,10 +501,10 @@ def _build(cfg: TrainConfig) -> models.ImageCodec:
 
     The learned prior (whose likelihoods enter the rate as ``-log2 p``, where a
     bfloat16 mantissa of 8 bits would swamp the small rate differences that
-    training follows), the latent ``y`` it models and the reconstruction
-    ``x_hat`` stay float32, as Keras' mixed-precision guide advises for the
-    outputs that feed the loss; only the convolutions and GDNs between them run
-    in low precision. Variables are float32 under every policy, so the layers
+    training follows), the latents it models (``y``, and for the hyperprior
+    ``z`` and the scales ``sigma``) and the reconstruction ``x_hat`` stay
+    float32, as Keras' mixed-precision guide advises for the outputs that feed
+    the loss; only the convolutions and GDNs between them run in low precision. Variables are float32 under every policy, so the layers
     are built in float32 and switched afterwards.
     """
     policy = keras.mixed_precision.global_policy()
@@ -514,7 +514,10 @@ def _build(cfg: TrainConfig) -> models.ImageCodec:
     finally:
         keras.mixed_precision.set_global_policy(policy)
     if policy.compute_dtype != "float32":
-        for transform in (model.analysis, model.synthesis):
+        transforms = [model.analysis, model.synthesis]
+        if isinstance(model, models.ScaleHyperprior):
+            transforms += [model.hyper_analysis, model.hyper_synthesis]
+        for transform in transforms:
             for layer in transform.layers[:-1]:
                 layer.dtype_policy = policy
     return model
@@ -562,8 +565,9 @@ def train(cfg: TrainConfig) -> dict:
     Raises:
         InputError: bad folder, options, too little disk space, or a run folder holding a different run.
     """
-    if cfg.patch < models.DOWNSAMPLING or cfg.patch % models.DOWNSAMPLING:
-        raise InputError(f"--patch {cfg.patch}: expected a positive multiple of {models.DOWNSAMPLING}")
+    multiple = models.pad_multiple(cfg.model)
+    if cfg.patch < multiple or cfg.patch % multiple:
+        raise InputError(f"--patch {cfg.patch}: expected a positive multiple of {multiple} for --model {cfg.model}")
     if cfg.steps < 1 or cfg.batch < 1 or cfg.epoch_steps < 1:
         raise InputError("--steps, --batch and --epoch-steps must be positive")
     train_files, val_files = split_holdout(list_images(cfg.images), cfg.holdout)

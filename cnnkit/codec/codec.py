@@ -2,14 +2,24 @@
 
 A codec file (``<model>-q<quality>.npz``) holds everything the decoder needs:
 the model config, its weights (float32, in ``model.get_weights()`` order) and
-the INTEGER probability tables of :func:`cnnkit.codec.entropy.integer_tables`.
+the INTEGER probability tables of :func:`cnnkit.codec.entropy.integer_tables`
+(and, for the ``hyperprior`` model, the scale table and the integer Gaussian
+tables of :func:`cnnkit.codec.entropy.gaussian_tables`, keys ``gaussian_*``).
 Its SHA-256 identifies it in every ``.cnz`` header, so a file is never decoded
 with other weights than the ones that encoded it.
 
 Pixels: a grey image is coded as RGB with equal channels and decoded back to
 one channel; palette, RGBA and every other mode are converted to RGB (alpha is
-dropped). Images are padded to a multiple of 16 by repeating edge pixels, and
-the decoder crops the padding away again.
+dropped). Images are padded to a multiple of the model's ``pad_multiple`` (16,
+or 64 for ``hyperprior``) by repeating edge pixels, and the decoder crops the
+padding away again.
+
+Payload: the factorized models send ``y_hat`` as
+:func:`cnnkit.codec.entropy.encode_symbols` codes it. The ``hyperprior`` model
+sends ``n`` (4 bytes, big-endian), then the ``n`` bytes of ``z_hat`` coded with
+the factorized tables, then ``y_hat`` coded with the Gaussian table of each
+element's scale index, which the decoder recomputes from ``z_hat`` (see the
+caveat of :func:`cnnkit.codec.entropy.scale_indexes`).
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import hashlib
 import io
 import json
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +42,10 @@ from cnnkit.errors import InputError
 __all__ = ["Codec", "save", "load", "find", "to_pixels"]
 
 _TABLE_KEYS = ("offset", "length", "pmf")
+# The hyperprior's Gaussian tables and their scales, stored as gaussian_<key>.
+_GAUSSIAN_KEYS = (*_TABLE_KEYS, "scales")
+# Length in bytes of the z part of a hyperprior payload.
+_Z_LENGTH = struct.Struct(">I")
 # Pillow modes that are grey already; everything else is coded as RGB.
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
@@ -41,15 +56,17 @@ class Codec:
 
     Attributes:
         model: the :class:`~cnnkit.codec.models.ImageCodec`.
-        tables: integer tables (``offset``, ``length``, ``pmf``).
+        tables: integer tables (``offset``, ``length``, ``pmf``) of the factorized prior.
         quality: the quality level this file provides.
         weights_hash: first 8 bytes of the SHA-256 of the codec file.
+        gaussian: for a hyperprior model, the Gaussian tables and their ``scales``; None otherwise.
     """
 
     model: models.ImageCodec
     tables: dict
     quality: int
     weights_hash: bytes
+    gaussian: dict | None = None
 
     @property
     def name(self) -> str:
@@ -67,12 +84,47 @@ class Codec:
         height, width = pixels.shape[:2]
         channels = 1 if pixels.ndim == 2 else 3
         rgb = np.repeat(pixels[..., None], 3, axis=-1) if channels == 1 else pixels
-        step = models.DOWNSAMPLING
+        step = self.model.pad_multiple
         padded = np.pad(rgb, ((0, -height % step), (0, -width % step), (0, 0)), mode="edge")
         y = self.model.analysis(tf.constant(padded[None], tf.float32) / 255.0)
-        y_hat = np.round(y.numpy()[0]).astype(np.int32)
         header = bitstream.Header(self.name, self.weights_hash, self.quality, height, width, channels)
-        return bitstream.pack(header, entropy.encode_symbols(y_hat, self.tables))
+        return bitstream.pack(header, self._encode_latents(y))
+
+    def _encode_latents(self, y: tf.Tensor) -> bytes:
+        """The payload for ``y`` ``(1, height/16, width/16, latent)`` (see the module docstring)."""
+        y_hat = np.round(y.numpy()[0]).astype(np.int32)
+        if self.gaussian is None:
+            return entropy.encode_symbols(y_hat, self.tables)
+        z_hat = np.round(self.model.hyper_analysis(tf.abs(y)).numpy()[0]).astype(np.int32)
+        z_part = entropy.encode_symbols(z_hat, self.tables)
+        y_part = entropy.encode_indexed(y_hat, self._scale_indexes(z_hat), self.gaussian)
+        return _Z_LENGTH.pack(len(z_part)) + z_part + y_part
+
+    def _decode_latents(self, payload: bytes, shape: tuple[int, int]) -> np.ndarray:
+        """Inverse of :meth:`_encode_latents`: ``y_hat`` ``(height, width, latent)`` int32 for ``shape`` (height, width).
+
+        Raises:
+            ValueError: a payload that does not split or decode.
+        """
+        if self.gaussian is None:
+            return entropy.decode_symbols(payload, self.tables, shape)
+        if len(payload) < _Z_LENGTH.size:
+            raise ValueError("payload shorter than its z length")
+        (z_length,) = _Z_LENGTH.unpack_from(payload)
+        z_end = _Z_LENGTH.size + z_length
+        if z_end > len(payload):
+            raise ValueError(f"z part of {z_length} bytes does not fit a payload of {len(payload)}")
+        z_shape = (shape[0] // models.HYPER_DOWNSAMPLING, shape[1] // models.HYPER_DOWNSAMPLING)
+        z_hat = entropy.decode_symbols(payload[_Z_LENGTH.size : z_end], self.tables, z_shape)
+        return entropy.decode_indexed(payload[z_end:], self._scale_indexes(z_hat), self.gaussian)
+
+    def _scale_indexes(self, z_hat: np.ndarray) -> np.ndarray:
+        """The Gaussian table of each element of ``y``, from ``z_hat`` ``(height/4, width/4, filters)`` alone.
+
+        Encoder and decoder both call this on the same integers, so they pick the same tables.
+        """
+        sigma = self.model.scales(tf.constant(z_hat[None], tf.float32)).numpy()[0]
+        return entropy.scale_indexes(sigma, self.gaussian["scales"])
 
     def decode(self, data: bytes, source: str = "input") -> np.ndarray:
         """Decompress ``.cnz`` bytes made by this codec.
@@ -89,10 +141,11 @@ class Codec:
         """
         header, payload = bitstream.unpack(data, source)
         self.check(header, source)
-        step = models.DOWNSAMPLING
-        shape = (-(-header.height // step), -(-header.width // step))
+        step = self.model.pad_multiple
+        padded = (-(-header.height // step) * step, -(-header.width // step) * step)
+        shape = (padded[0] // models.DOWNSAMPLING, padded[1] // models.DOWNSAMPLING)
         try:
-            y_hat = entropy.decode_symbols(payload, self.tables, shape)
+            y_hat = self._decode_latents(payload, shape)
         except (ValueError, RuntimeError) as error:
             raise InputError(f"'{source}': corrupted .cnz payload ({error})") from error
         x_hat = self.model.synthesis(tf.constant(y_hat[None], tf.float32)).numpy()[0]
@@ -130,11 +183,17 @@ def to_pixels(image: Image.Image) -> np.ndarray:
 def save(model: models.ImageCodec, quality: int, path: str | os.PathLike) -> Path:
     """Write a codec file: config, weights and the integer tables derived from ``model.prior``.
 
+    A :class:`~cnnkit.codec.models.ScaleHyperprior` also gets the scale table and its Gaussian tables.
+
     The file is written under a temporary name and renamed.
     """
     path = Path(path)
     arrays = {f"weight_{i:03d}": w for i, w in enumerate(model.get_weights())}
     arrays.update(entropy.integer_tables(model.prior))
+    if isinstance(model, models.ScaleHyperprior):
+        scales = entropy.scale_table()
+        gaussian = {**entropy.gaussian_tables(scales), "scales": scales}
+        arrays.update({f"gaussian_{key}": value for key, value in gaussian.items()})
     config = {**model.get_config(), "quality": quality}
     arrays["config"] = np.frombuffer(json.dumps(config, sort_keys=True).encode(), np.uint8)
     buffer = io.BytesIO()
@@ -157,6 +216,7 @@ def load(path: str | os.PathLike) -> Codec:
         with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
             config = json.loads(arrays["config"].tobytes())
             tables = {k: arrays[k] for k in _TABLE_KEYS}
+            gaussian = {k: arrays[f"gaussian_{k}"] for k in _GAUSSIAN_KEYS} if "gaussian_pmf" in arrays.files else None
             weights = [arrays[k] for k in sorted(arrays.files) if k.startswith("weight_")]
     except (OSError, ValueError, KeyError) as error:
         raise InputError(f"codec file '{path}': missing or not a codec file ({error})") from error
@@ -165,7 +225,10 @@ def load(path: str | os.PathLike) -> Codec:
         model.set_weights(weights)
     except ValueError as error:
         raise InputError(f"codec file '{path}': weights do not fit its config ({error})") from error
-    return Codec(model, tables, int(config["quality"]), hashlib.sha256(data).digest()[: bitstream.HASH_BYTES])
+    if isinstance(model, models.ScaleHyperprior) != (gaussian is not None):
+        raise InputError(f"codec file '{path}': Gaussian tables missing or not expected for {config['architecture']}")
+    digest = hashlib.sha256(data).digest()[: bitstream.HASH_BYTES]
+    return Codec(model, tables, int(config["quality"]), digest, gaussian)
 
 
 def find(weights_dir: str | os.PathLike, model: str) -> dict[int, Path]:

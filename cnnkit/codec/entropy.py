@@ -9,11 +9,18 @@ softplus(.)`` (positive, so ``c`` is monotone) and ``a_k = tanh(.)`` (> -1, so e
 mass of the unit bin around it, ``p(y) = c(y + 1/2) - c(y - 1/2)`` (Ballé et al.
 2017, eq. (4)-(6)).
 
+Gaussian conditional (the scale hyperprior of the same paper, sec. 3): given a
+scale ``sigma`` per element, ``p(y) = Phi((y + 1/2) / sigma) - Phi((y - 1/2) / sigma)``,
+a zero-mean normal convolved with the unit uniform (:func:`gaussian_likelihood`).
+
 Coding: :func:`integer_tables` turns the learned density into an INTEGER
 probability table per channel (total ``2**PRECISION``, one escape symbol for
 values outside the table), which is stored with the shipped model. Encoder and
 decoder build ``constriction`` categorical models from those integers only, so
 the decoded symbols never depend on the float arithmetic of the density model.
+:func:`gaussian_tables` does the same for the discretised normal at each scale
+of a fixed log-spaced table (as CompressAI's ``GaussianConditional``), and
+:func:`scale_indexes` picks each element's table from its ``sigma``.
 """
 
 from __future__ import annotations
@@ -24,7 +31,19 @@ import tensorflow as tf
 
 from cnnkit.codec.gdn import lower_bound
 
-__all__ = ["FactorizedPrior", "integer_tables", "encode_symbols", "decode_symbols", "PRECISION"]
+__all__ = [
+    "FactorizedPrior",
+    "gaussian_likelihood",
+    "integer_tables",
+    "gaussian_tables",
+    "scale_indexes",
+    "encode_indexed",
+    "decode_indexed",
+    "encode_symbols",
+    "decode_symbols",
+    "PRECISION",
+    "SCALE_BOUND",
+]
 
 # Ballé et al. use 3 hidden layers of 3 units per channel; more buys nothing measurable.
 _FILTERS = (3, 3, 3)
@@ -124,6 +143,42 @@ class FactorizedPrior(keras.layers.Layer):
         return {**super().get_config(), "init_scale": self.init_scale}
 
 
+# Smallest scale of the Gaussian conditional, as tensorflow/compression and CompressAI bound it:
+# below it the unit bin around 0 holds all the mass anyway, and 1/sigma would only blow up gradients.
+SCALE_BOUND = 0.11
+
+
+def _normal_cdf(x: tf.Tensor) -> tf.Tensor:
+    """The standard normal CDF ``Phi(x)``, accurate in both tails (``erfc`` rather than ``1 + erf``)."""
+    return 0.5 * tf.math.erfc(-x / np.sqrt(2.0).astype(x.dtype.as_numpy_dtype))
+
+
+def _gaussian_bin_mass(values: tf.Tensor, sigma: tf.Tensor) -> tf.Tensor:
+    """Mass of the unit bins centred on ``values`` under ``N(0, sigma^2)``, not yet bounded away from zero."""
+    # The normal is symmetric: take both CDFs in the lower tail, where they are far from 1
+    # and their difference keeps its precision (the same trick as FactorizedPrior.bin_mass).
+    magnitude = tf.abs(values)
+    return _normal_cdf((0.5 - magnitude) / sigma) - _normal_cdf((-0.5 - magnitude) / sigma)
+
+
+def gaussian_likelihood(y: tf.Tensor, sigma: tf.Tensor) -> tf.Tensor:
+    """Likelihood of (noisy or rounded) latents under the Gaussian conditional of Ballé et al. 2018.
+
+    ``p(y | sigma) = Phi((y + 1/2) / sigma) - Phi((y - 1/2) / sigma)`` with
+    ``sigma`` bounded below by :data:`SCALE_BOUND` and the result by the same
+    floor as the factorized prior's, so ``-log2 p`` stays finite.
+
+    Args:
+        y: ``(batch, height, width, channels)`` latents ``y_tilde`` or ``y_hat``.
+        sigma: scales of the same shape, > 0.
+
+    Returns:
+        Likelihoods shaped like ``y``, in ``(0, 1]``.
+    """
+    sigma = lower_bound(sigma, SCALE_BOUND)
+    return lower_bound(_gaussian_bin_mass(y, sigma), _LIKELIHOOD_BOUND)
+
+
 # --- integer tables and range coding --------------------------------------------
 
 # Frequencies of each table sum to 2**PRECISION (constriction's range coder works at 24 bits or less).
@@ -176,6 +231,65 @@ def integer_tables(prior: FactorizedPrior) -> dict[str, np.ndarray]:
     }
 
 
+def scale_table(count: int = 64, largest: float = 256.0) -> np.ndarray:
+    """``count`` scales from :data:`SCALE_BOUND` to ``largest``, evenly spaced in ``log sigma`` (float64)."""
+    return np.exp(np.linspace(np.log(SCALE_BOUND), np.log(largest), count))
+
+
+def gaussian_tables(scales: np.ndarray) -> dict[str, np.ndarray]:
+    """Integer tables of the discretised zero-mean normal at each of ``scales``.
+
+    Table ``k`` codes the symbols ``-m .. m`` (``m`` from the normal's quantile at
+    ``_TAIL_MASS / 2``, so wider scales get longer tables) and an escape symbol,
+    in the layout of :func:`integer_tables`; every row sums to ``2**PRECISION``
+    and every symbol has frequency >= 1.
+
+    Args:
+        scales: ``(tables,)`` increasing scales, e.g. :func:`scale_table`.
+
+    Returns:
+        ``{"offset", "length", "pmf"}`` as :func:`integer_tables`, one row per scale.
+    """
+    import scipy.special
+
+    # The normal's quantile at the tail mass: sigma * this many bins cover all but _TAIL_MASS.
+    reach = -scipy.special.ndtri(_TAIL_MASS / 2)
+    rows = []
+    for sigma in np.asarray(scales, np.float64):
+        half = int(np.ceil(sigma * reach))
+        values = tf.range(-half, half + 1, dtype=tf.float64)
+        kept = _gaussian_bin_mass(values, tf.constant(sigma, tf.float64)).numpy()
+        rows.append(_frequencies(np.append(kept, max(1.0 - kept.sum(), _TAIL_MASS))))
+    pmf = np.zeros((len(rows), max(len(r) for r in rows)), np.int32)
+    for k, row in enumerate(rows):
+        pmf[k, : len(row)] = row
+    lengths = np.asarray([len(r) - 1 for r in rows], np.int32)
+    return {"offset": -(lengths // 2), "length": lengths, "pmf": pmf}
+
+
+def scale_indexes(sigma: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """The table of each element: the smallest scale of ``scales`` at or above its ``sigma``.
+
+    Rounding the scale up codes with a slightly wider normal than the model's,
+    which costs a little rate but never makes a likely value improbable.
+
+    Caveat: ``sigma`` comes from the float32 hyper-synthesis transform. Encoder
+    and decoder compute it from the same integers ``z_hat`` with the same ops,
+    so the index is bit-exact on one platform; a different BLAS or CPU could in
+    principle move a ``sigma`` that sits exactly at a table boundary to the
+    neighbouring table and the decoder would then lose sync.
+
+    Args:
+        sigma: scales of any shape (float32 or float64; non-finite values take the last table).
+        scales: ``(tables,)`` increasing, as stored in the codec file.
+
+    Returns:
+        int32 indexes into ``scales``, shaped like ``sigma``.
+    """
+    sigma = np.nan_to_num(np.asarray(sigma, np.float64), nan=np.inf)
+    return np.minimum(np.searchsorted(scales, sigma, side="left"), len(scales) - 1).astype(np.int32)
+
+
 def _frequencies(probabilities: np.ndarray) -> np.ndarray:
     """Integer frequencies >= 1 summing to ``2**PRECISION``, closest to ``probabilities`` (largest remainders)."""
     total = 1 << PRECISION
@@ -189,18 +303,16 @@ def _frequencies(probabilities: np.ndarray) -> np.ndarray:
     return (freq + 1).astype(np.int32)
 
 
-def _models(tables: dict[str, np.ndarray]) -> list:
-    """One constriction categorical model per channel, from the integer frequencies only.
+def _model(tables: dict[str, np.ndarray], index: int):
+    """The constriction categorical model of table ``index``, from its integer frequencies only.
 
     ``frequency / 2**PRECISION`` is exact in float64, so every platform hands
     constriction the same numbers and gets the same quantised model.
     """
     import constriction
 
-    return [
-        constriction.stream.model.Categorical(row[: n + 1].astype(np.float64) / (1 << PRECISION), perfect=False)
-        for row, n in zip(tables["pmf"], tables["length"])
-    ]
+    row = tables["pmf"][index, : tables["length"][index] + 1]
+    return constriction.stream.model.Categorical(row.astype(np.float64) / (1 << PRECISION), perfect=False)
 
 
 def _escape_model():
@@ -209,36 +321,110 @@ def _escape_model():
     return constriction.stream.model.Uniform(1 << _ESCAPE_BITS)
 
 
+def encode_indexed(values: np.ndarray, indexes: np.ndarray, tables: dict[str, np.ndarray]) -> bytes:
+    """Range-code integers, each with the table its index names.
+
+    The symbols of table 0 go first (in the row-major order of ``values``),
+    then their escaped values, then table 1, and so on; the decoder, which
+    knows ``indexes``, reads them back in the same order.
+
+    Args:
+        values: integers of any shape (any int or integral float dtype).
+        indexes: table of each value, same shape, in ``[0, number of tables)``.
+        tables: ``offset``, ``length`` and ``pmf`` as made by :func:`integer_tables`
+            or :func:`gaussian_tables`.
+
+    Returns:
+        The compressed bytes (a whole number of 32-bit words, little-endian).
+
+    Raises:
+        ValueError: a value outside the 16-bit escape range (not produced by bounded images).
+    """
+    import constriction
+
+    values = np.asarray(values).astype(np.int64).ravel()
+    indexes = np.asarray(indexes).ravel()
+    limit = 1 << (_ESCAPE_BITS - 1)
+    if values.size and (values.min() < -limit or values.max() >= limit):
+        raise ValueError(f"latent out of the coded range [-{limit}, {limit})")
+    encoder = constriction.stream.queue.RangeEncoder()
+    escape = _escape_model()
+    for k in range(len(tables["length"])):
+        chosen = values[indexes == k]
+        if not chosen.size:
+            continue
+        length = tables["length"][k]
+        shifted = chosen - tables["offset"][k]
+        outside = (shifted < 0) | (shifted >= length)
+        encoder.encode(np.where(outside, length, shifted).astype(np.int32), _model(tables, k))
+        if outside.any():
+            encoder.encode((chosen[outside] + limit).astype(np.int32), escape)
+    return encoder.get_compressed().astype("<u4").tobytes()
+
+
+def decode_indexed(payload: bytes, indexes: np.ndarray, tables: dict[str, np.ndarray]) -> np.ndarray:
+    """Inverse of :func:`encode_indexed`.
+
+    Args:
+        payload: the compressed bytes.
+        indexes: the table of each value, as the encoder had them.
+        tables: the same tables the encoder used.
+
+    Returns:
+        int32 values shaped like ``indexes``.
+
+    Raises:
+        ValueError: the payload is not a whole number of 32-bit words, does not
+            decode, or holds more words than its symbols need.
+    """
+    import constriction
+
+    if len(payload) % 4:
+        raise ValueError("payload is not a whole number of 32-bit words")
+    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+    decoder = constriction.stream.queue.RangeDecoder(words)
+    escape = _escape_model()
+    limit = 1 << (_ESCAPE_BITS - 1)
+    indexes = np.asarray(indexes)
+    flat = indexes.ravel()
+    values = np.zeros(flat.size, np.int64)
+    for k in range(len(tables["length"])):
+        chosen = flat == k
+        count = int(chosen.sum())
+        if not count:
+            continue
+        symbols = np.asarray(decoder.decode(_model(tables, k), count), dtype=np.int64)
+        outside = symbols == tables["length"][k]
+        decoded = symbols + tables["offset"][k]
+        if outside.any():
+            decoded[outside] = np.asarray(decoder.decode(escape, int(outside.sum())), dtype=np.int64) - limit
+        values[chosen] = decoded
+    # A valid payload is used up exactly; words left over mean a wrong split or a corrupted file.
+    if not decoder.maybe_exhausted():
+        raise ValueError("payload holds more data than its symbols")
+    return values.reshape(indexes.shape).astype(np.int32)
+
+
+def _channel_indexes(shape: tuple[int, ...]) -> np.ndarray:
+    """The factorized prior's table of each element of a ``(height, width, channels)`` latent: its channel."""
+    return np.broadcast_to(np.arange(shape[-1]), shape)
+
+
 def encode_symbols(y_hat: np.ndarray, tables: dict[str, np.ndarray]) -> bytes:
-    """Range-code integer latents channel by channel.
+    """Range-code integer latents channel by channel, with the factorized prior's tables.
 
     Args:
         y_hat: ``(height, width, channels)`` integers (any int or integral float dtype).
         tables: from :func:`integer_tables`.
 
     Returns:
-        The compressed bytes (a whole number of 32-bit words, little-endian).
+        The compressed bytes (see :func:`encode_indexed`).
 
     Raises:
         ValueError: a latent outside the 16-bit escape range (not produced by bounded images).
     """
-    import constriction
-
-    y_hat = np.asarray(y_hat).astype(np.int64)
-    limit = 1 << (_ESCAPE_BITS - 1)
-    if y_hat.size and (y_hat.min() < -limit or y_hat.max() >= limit):
-        raise ValueError(f"latent out of the coded range [-{limit}, {limit})")
-    encoder = constriction.stream.queue.RangeEncoder()
-    escape = _escape_model()
-    for c, model in enumerate(_models(tables)):
-        values = y_hat[..., c].ravel() - tables["offset"][c]
-        outside = (values < 0) | (values >= tables["length"][c])
-        symbols = np.where(outside, tables["length"][c], values).astype(np.int32)
-        encoder.encode(symbols, model)
-        if outside.any():
-            raw = (y_hat[..., c].ravel()[outside] + limit).astype(np.int32)
-            encoder.encode(raw, escape)
-    return encoder.get_compressed().astype("<u4").tobytes()
+    y_hat = np.asarray(y_hat)
+    return encode_indexed(y_hat, _channel_indexes(y_hat.shape), tables)
 
 
 def decode_symbols(payload: bytes, tables: dict[str, np.ndarray], shape: tuple[int, int]) -> np.ndarray:
@@ -255,21 +441,4 @@ def decode_symbols(payload: bytes, tables: dict[str, np.ndarray], shape: tuple[i
     Raises:
         ValueError: the payload is not a whole number of 32-bit words, or does not decode.
     """
-    import constriction
-
-    if len(payload) % 4:
-        raise ValueError("payload is not a whole number of 32-bit words")
-    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
-    decoder = constriction.stream.queue.RangeDecoder(words)
-    escape = _escape_model()
-    count = shape[0] * shape[1]
-    channels = []
-    limit = 1 << (_ESCAPE_BITS - 1)
-    for c, model in enumerate(_models(tables)):
-        symbols = np.asarray(decoder.decode(model, count), dtype=np.int64)
-        outside = symbols == tables["length"][c]
-        values = symbols + tables["offset"][c]
-        if outside.any():
-            values[outside] = np.asarray(decoder.decode(escape, int(outside.sum())), dtype=np.int64) - limit
-        channels.append(values.reshape(shape))
-    return np.stack(channels, axis=-1).astype(np.int32)
+    return decode_indexed(payload, _channel_indexes((*shape, len(tables["length"]))), tables)

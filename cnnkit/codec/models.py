@@ -1,6 +1,6 @@
-"""Learned image codecs: transforms + factorized entropy model, trained for rate + lambda * distortion.
+"""Learned image codecs: transforms + entropy model, trained for rate + lambda * distortion.
 
-Two architectures share one :class:`ImageCodec` (a ``keras.Model`` with its own
+Three architectures share one :class:`ImageCodec` (a ``keras.Model`` with its own
 ``train_step``/``test_step``, in the manner of tensorflow/compression's
 ``bls2017.py``):
 
@@ -12,6 +12,12 @@ Two architectures share one :class:`ImageCodec` (a ``keras.Model`` with its own
   (3x3 conv + ReLU + 2x2 max-pool encoder, upsample + conv decoder, sigmoid
   output), whose latent is quantised and entropy coded with the same prior.
   It is the baseline: ReLU and pooling in place of GDN and strided convolutions.
+* ``hyperprior`` -- Ballé, Minnen, Singh, Hwang & Johnston, "Variational image
+  compression with a scale hyperprior", ICLR 2018 (:class:`ScaleHyperprior`):
+  the ``factorized`` transforms, plus a hyper-analysis ``z = h_a(|y|)`` whose
+  rounded ``z_hat`` is coded with the factorized prior and mapped by the
+  hyper-synthesis to a scale ``sigma = h_s(z_hat)`` per element of ``y``; ``y``
+  is coded with a zero-mean Gaussian of that scale.
 
 Names follow the papers: ``x`` the image in [0, 1], ``y = g_a(x)`` the latent,
 ``y_tilde = y + u`` with ``u ~ U(-1/2, 1/2)`` during training (the differentiable
@@ -28,14 +34,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cnnkit.codec.entropy import FactorizedPrior
-from cnnkit.codec.gdn import GDN
+from cnnkit.codec.entropy import SCALE_BOUND, FactorizedPrior, gaussian_likelihood
+from cnnkit.codec.gdn import GDN, lower_bound
 from cnnkit.errors import InputError
 
-__all__ = ["ImageCodec", "build", "names", "DOWNSAMPLING"]
+__all__ = ["ImageCodec", "ScaleHyperprior", "build", "names", "pad_multiple", "DOWNSAMPLING"]
 
-# Every architecture here halves the resolution four times: images are padded to this multiple.
+# Every analysis transform here halves the resolution four times: y is at 1/16 of the image.
 DOWNSAMPLING = 16
+# The hyper-analysis halves it twice more: z is at 1/64.
+HYPER_DOWNSAMPLING = 4
 
 
 def _factorized_transforms(filters: int, latent: int) -> tuple[keras.Sequential, keras.Sequential]:
@@ -71,20 +79,33 @@ def _lecture_ae_transforms(filters: int, latent: int) -> tuple[keras.Sequential,
     return analysis, synthesis
 
 
-_ARCHITECTURES: dict[str, Callable[[int, int], tuple[keras.Sequential, keras.Sequential]]] = {
-    "factorized": _factorized_transforms,
-    "lecture-ae": _lecture_ae_transforms,
-}
+def _hyper_transforms(filters: int, latent: int) -> tuple[keras.Sequential, keras.Sequential]:
+    """Hyper-analysis ``h_a`` and hyper-synthesis ``h_s`` of Ballé et al. 2018, fig. 4.
 
-
-def names() -> list[str]:
-    """Names accepted by :func:`build`."""
-    return sorted(_ARCHITECTURES)
+    ``h_a``: 3x3 conv stride 1, ReLU, 5x5 conv stride 2, ReLU, 5x5 conv stride 2
+    (``filters`` channels each); it takes ``|y|``, since only the scale of ``y`` is
+    modelled. ``h_s`` mirrors it with transposed convolutions and ends with
+    ``latent`` channels: the log-scales of ``y`` (see :meth:`ScaleHyperprior.scales`).
+    """
+    hyper_analysis = keras.Sequential(name="hyper_analysis")
+    hyper_analysis.add(keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name="hyper_analysis_conv0"))
+    hyper_analysis.add(keras.layers.Conv2D(filters, 5, strides=2, padding="same", activation="relu", name="hyper_analysis_conv1"))
+    hyper_analysis.add(keras.layers.Conv2D(filters, 5, strides=2, padding="same", name="hyper_analysis_conv2"))
+    hyper_synthesis = keras.Sequential(name="hyper_synthesis")
+    up = dict(kernel_size=5, strides=2, padding="same", activation="relu")
+    hyper_synthesis.add(keras.layers.Conv2DTranspose(filters, **up, name="hyper_synthesis_conv0"))
+    hyper_synthesis.add(keras.layers.Conv2DTranspose(filters, **up, name="hyper_synthesis_conv1"))
+    hyper_synthesis.add(keras.layers.Conv2DTranspose(latent, 3, padding="same", name="hyper_synthesis_conv2"))
+    return hyper_analysis, hyper_synthesis
 
 
 @keras.saving.register_keras_serializable(package="cnnkit.codec")
 class ImageCodec(keras.Model):
     """Analysis transform, factorized prior and synthesis transform, trained end to end.
+
+    Attributes:
+        pad_multiple: images are padded to a multiple of this many pixels per side.
+        prior: the learned factorized density of the first latent coded (``y`` here).
 
     Args:
         architecture: one of :func:`names`.
@@ -93,13 +114,15 @@ class ImageCodec(keras.Model):
         lmbda: weight of the distortion term in ``R + lmbda * D``.
     """
 
+    pad_multiple = DOWNSAMPLING
+
     def __init__(self, architecture: str, filters: int, latent: int, lmbda: float, **kwargs):
         super().__init__(**kwargs)
         self.architecture = architecture
         self.filters = filters
         self.latent = latent
         self.lmbda = lmbda
-        self.analysis, self.synthesis = _ARCHITECTURES[architecture](filters, latent)
+        self.analysis, self.synthesis = _ARCHITECTURES[architecture][1](filters, latent)
         self.prior = FactorizedPrior(name="prior")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.bpp_tracker = keras.metrics.Mean(name="bpp")
@@ -119,10 +142,7 @@ class ImageCodec(keras.Model):
             shaped like ``x``.
         """
         y = self.analysis(x)
-        if training:
-            y_hat = y + tf.random.uniform(tf.shape(y), -0.5, 0.5)
-        else:
-            y_hat = tf.round(y)
+        y_hat = _quantise(y, training)
         likelihoods = self.prior(y_hat)
         x_hat = self.synthesis(y_hat)
         return {"y": y, "y_hat": y_hat, "likelihoods": likelihoods, "x_hat": x_hat}
@@ -130,7 +150,9 @@ class ImageCodec(keras.Model):
     def _rate_distortion(self, x, training):
         out = self(x, training=training)
         num_pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
-        bpp = tf.reduce_sum(-tf.math.log(out["likelihoods"])) / (num_pixels * np.log(2.0))
+        # The rate sums over every latent coded: y alone, or y and the side information z.
+        bits = tf.add_n([tf.reduce_sum(-tf.math.log(p)) for p in tf.nest.flatten(out["likelihoods"])]) / np.log(2.0)
+        bpp = bits / num_pixels
         x_hat = out["x_hat"] if training else tf.clip_by_value(out["x_hat"], 0.0, 1.0)
         mse = tf.reduce_mean(tf.square(x - x_hat)) * 255.0**2
         loss = bpp + self.lmbda * mse
@@ -171,6 +193,93 @@ class ImageCodec(keras.Model):
         return self.latent / (DOWNSAMPLING * DOWNSAMPLING * 3)
 
 
+def _quantise(latent: tf.Tensor, training: bool) -> tf.Tensor:
+    """``latent + u``, ``u ~ U(-1/2, 1/2)``, when training (Ballé 2017 eq. (8)); ``round(latent)`` otherwise."""
+    if training:
+        return latent + tf.random.uniform(tf.shape(latent), -0.5, 0.5)
+    return tf.round(latent)
+
+
+@keras.saving.register_keras_serializable(package="cnnkit.codec")
+class ScaleHyperprior(ImageCodec):
+    """The scale hyperprior codec of Ballé et al. 2018: ``y`` coded with Gaussian scales sent as ``z``.
+
+    ``prior`` models ``z`` here; ``y`` has the conditional
+    :func:`~cnnkit.codec.entropy.gaussian_likelihood` with ``sigma = h_s(z_hat)``.
+    Images are padded to a multiple of 64, so that ``z`` has whole pixels.
+    """
+
+    pad_multiple = DOWNSAMPLING * HYPER_DOWNSAMPLING
+
+    def __init__(self, architecture: str, filters: int, latent: int, lmbda: float, **kwargs):
+        super().__init__(architecture, filters, latent, lmbda, **kwargs)
+        self.hyper_analysis, self.hyper_synthesis = _hyper_transforms(filters, latent)
+
+    def scales(self, z_hat: tf.Tensor) -> tf.Tensor:
+        """``sigma = max(exp(h_s(z_hat)), 0.11)``: ``h_s`` predicts log-scales, which the log-spaced table quantises evenly.
+
+        Args:
+            z_hat: ``(batch, height/64, width/64, filters)``.
+
+        Returns:
+            ``(batch, height/16, width/16, latent)`` scales >= :data:`~cnnkit.codec.entropy.SCALE_BOUND`.
+        """
+        return lower_bound(tf.exp(self.hyper_synthesis(z_hat)), SCALE_BOUND)
+
+    def call(self, x, training=False):
+        """Forward pass.
+
+        Args:
+            x: ``(batch, height, width, 3)`` float32 in [0, 1], height and width multiples of 64.
+            training: add uniform noise to ``y`` and ``z`` (True) or round them (False).
+
+        Returns:
+            Dict with ``y`` ``(batch, height/16, width/16, latent)`` and its ``y_hat``,
+            ``z`` ``(batch, height/64, width/64, filters)`` and its ``z_hat`` (noisy
+            when training), ``sigma`` shaped like ``y``, ``likelihoods`` ``{"y": like
+            y, "z": like z}`` and ``x_hat`` shaped like ``x``.
+        """
+        y = self.analysis(x)
+        z = self.hyper_analysis(tf.abs(y))
+        z_hat = _quantise(z, training)
+        sigma = self.scales(z_hat)
+        y_hat = _quantise(y, training)
+        likelihoods = {"y": gaussian_likelihood(y_hat, sigma), "z": self.prior(z_hat)}
+        x_hat = self.synthesis(y_hat)
+        return {"y": y, "y_hat": y_hat, "z": z, "z_hat": z_hat, "sigma": sigma, "likelihoods": likelihoods, "x_hat": x_hat}
+
+    def latent_ratio(self) -> float:
+        """Number of coded values per input value: ``y`` plus the side information ``z``."""
+        return super().latent_ratio() + self.filters / (self.pad_multiple**2 * 3)
+
+
+_ARCHITECTURES: dict[str, tuple[type[ImageCodec], Callable[[int, int], tuple[keras.Sequential, keras.Sequential]]]] = {
+    "factorized": (ImageCodec, _factorized_transforms),
+    "lecture-ae": (ImageCodec, _lecture_ae_transforms),
+    "hyperprior": (ScaleHyperprior, _factorized_transforms),
+}
+
+
+def names() -> list[str]:
+    """Names accepted by :func:`build`."""
+    return sorted(_ARCHITECTURES)
+
+
+def pad_multiple(name: str) -> int:
+    """Images coded by architecture ``name`` are padded to a multiple of this many pixels per side.
+
+    Raises:
+        InputError: unknown name.
+    """
+    _check_name(name)
+    return _ARCHITECTURES[name][0].pad_multiple
+
+
+def _check_name(name: str) -> None:
+    if name not in _ARCHITECTURES:
+        raise InputError(f"--model {name!r}: unknown; expected one of: {', '.join(names())}")
+
+
 def build(name: str, *, filters: int, latent: int, lmbda: float) -> ImageCodec:
     """Build a codec with its weights created (ready for ``load_weights``).
 
@@ -183,10 +292,10 @@ def build(name: str, *, filters: int, latent: int, lmbda: float) -> ImageCodec:
     Raises:
         InputError: unknown name or non-positive sizes.
     """
-    if name not in _ARCHITECTURES:
-        raise InputError(f"--model {name!r}: unknown; expected one of: {', '.join(names())}")
+    _check_name(name)
     if filters < 1 or latent < 1:
         raise InputError(f"model sizes must be positive; got filters={filters}, latent={latent}")
-    model = ImageCodec(name, filters, latent, lmbda, name=name.replace("-", "_"))
-    model(tf.zeros((1, DOWNSAMPLING, DOWNSAMPLING, 3)))
+    model_class = _ARCHITECTURES[name][0]
+    model = model_class(name, filters, latent, lmbda, name=name.replace("-", "_"))
+    model(tf.zeros((1, model_class.pad_multiple, model_class.pad_multiple, 3)))
     return model
