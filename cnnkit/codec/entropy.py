@@ -375,7 +375,7 @@ def decode_indexed(payload: bytes, indexes: np.ndarray, tables: dict[str, np.nda
 
     Raises:
         ValueError: the payload is not a whole number of 32-bit words, does not
-            decode, or holds more words than its symbols need.
+            decode, or holds two or more words more than its symbols need.
     """
     import constriction
 
@@ -400,6 +400,7 @@ def decode_indexed(payload: bytes, indexes: np.ndarray, tables: dict[str, np.nda
             decoded[outside] = np.asarray(decoder.decode(escape, int(outside.sum())), dtype=np.int64) - limit
         values[chosen] = decoded
     # A valid payload is used up exactly; words left over mean a wrong split or a corrupted file.
+    # (The range decoder reads one word ahead, so a single spare word goes unnoticed.)
     if not decoder.maybe_exhausted():
         raise ValueError("payload holds more data than its symbols")
     return values.reshape(indexes.shape).astype(np.int32)

@@ -261,3 +261,51 @@ def test_train_mirrored_over_two_logical_cpus_in_a_subprocess(photos, tmp_path):
     assert (summary["replicas"], summary["global_batch"], summary["steps"]) == (2, 2, 2)
     assert np.isfinite(summary["history"]["loss"])
     assert (tmp_path / "run" / "factorized-q1.npz").is_file()
+
+
+# --- the hyperprior model ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def large_photos(tmp_path_factory):
+    """Three 72x80 synthetic 'photos': the hyperprior trains on multiples of 64."""
+    folder = tmp_path_factory.mktemp("large_photos")
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[0:72, 0:80]
+    for i in range(3):
+        pixels = np.stack([x * 3 + i * 20, y * 3, (x + y) * 2], -1) + rng.normal(0, 10, (72, 80, 3))
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def test_train_hyperprior_then_encode_decode_and_eval_with_its_codec_file(large_photos, tmp_path):
+    run = tmp_path / "run"
+    result = _invoke(
+        "compress", "train", "--model", "hyperprior", "--images", str(large_photos), "--out", str(run),
+        "--steps", "2", "--epoch-steps", "2", "--patch", "64", "--batch", "1", "--filters", "4", "--latent", "4",
+        "--holdout", "1", "--quality", "2",
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["steps"] == 2 and summary["codec_file"] == str(run / "hyperprior-q2.npz")
+    assert np.isfinite(summary["validation"]["bpp"]) and summary["validation"]["bpp"] > 0
+    grey = tmp_path / "grey.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 45), dtype=np.uint8)).save(grey)
+    result = _invoke(
+        "compress", "encode", str(large_photos / "000.png"), str(grey), "-o", str(tmp_path / "cnz"),
+        "--model", "hyperprior", "--quality", "2", "--weights", str(run),
+    )
+    assert result.exit_code == 0, result.output
+    files = [str(tmp_path / "cnz" / "000.cnz"), str(tmp_path / "cnz" / "grey.cnz")]
+    result = _invoke("compress", "decode", *files, "-o", str(tmp_path / "png"), "--weights", str(run))
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "png" / "000.png") as rgb, Image.open(tmp_path / "png" / "grey.png") as decoded_grey:
+        assert (rgb.size, rgb.mode, decoded_grey.size, decoded_grey.mode) == ((80, 72), "RGB", (45, 30), "L")
+    result = _invoke("compress", "eval", "--images", str(large_photos), "--model", "hyperprior", "--weights", str(run), "--json")
+    assert result.exit_code == 0, result.output
+    assert [p["quality"] for p in json.loads(result.output)["codec"]] == [2]
+
+
+def test_train_hyperprior_refuses_a_patch_that_is_not_a_multiple_of_64(large_photos):
+    with pytest.raises(Exception, match="--patch 32: expected a positive multiple of 64 for --model hyperprior"):
+        image_compression.train(image_compression.TrainConfig(images=str(large_photos), model="hyperprior", patch=32))

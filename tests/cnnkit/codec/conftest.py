@@ -33,3 +33,12 @@ def tiny_codec(tiny_weights):
     from cnnkit.codec import codec
 
     return codec.load(tiny_weights / "factorized-q1.npz")
+
+
+@pytest.fixture(scope="session")
+def tiny_hyperprior(tmp_path_factory):
+    """A tiny random-weight `hyperprior` codec (quality 1), loaded from its codec file."""
+    from cnnkit.codec import codec
+
+    folder = make_tiny_weights(tmp_path_factory.mktemp("hyperprior"), qualities=(1,), model="hyperprior")
+    return codec.load(folder / "hyperprior-q1.npz")

@@ -1,8 +1,9 @@
-"""Images <-> .cnz with a tiny codec: exact sizes and modes, real file rate, determinism, wrong-codec and fuzzed files."""
+"""Images <-> .cnz with tiny codecs (factorized and hyperprior): exact sizes and modes, real file rate, determinism, wrong-codec and fuzzed files."""
 
 from __future__ import annotations
 
 import hashlib
+import struct
 import subprocess
 import sys
 
@@ -125,3 +126,90 @@ def test_mutated_files_never_decode_to_garbage(tiny_codec, original, data):
 def test_random_bytes_never_decode(tiny_codec, data):
     with pytest.raises(InputError):
         tiny_codec.decode(bitstream.MAGIC + data)
+
+
+# --- the hyperprior codec: z then y in the payload ------------------------------
+
+
+@pytest.mark.parametrize(("mode", "height", "width"), [("RGB", 1, 1), ("RGB", 17, 33), ("L", 70, 65), ("RGB", 64, 128)])
+def test_hyperprior_round_trip_keeps_exact_size_and_is_deterministic(tiny_hyperprior, mode, height, width):
+    pixels = codec.to_pixels(_image(mode, height, width))
+    data = tiny_hyperprior.encode(pixels)
+    header, _ = bitstream.unpack(data)
+    assert (header.model, header.height, header.width) == ("hyperprior", height, width)
+    decoded = tiny_hyperprior.decode(data)
+    assert decoded.shape == pixels.shape and decoded.dtype == np.uint8
+    assert tiny_hyperprior.encode(pixels) == data
+    np.testing.assert_array_equal(tiny_hyperprior.decode(data), decoded)
+
+
+def test_hyperprior_codec_file_holds_the_scales_and_gaussian_tables(tiny_hyperprior):
+    from cnnkit.codec import entropy
+
+    np.testing.assert_array_equal(tiny_hyperprior.gaussian["scales"], entropy.scale_table())
+    assert tiny_hyperprior.gaussian["pmf"].dtype == np.int32
+    assert tiny_hyperprior.model.pad_multiple == 64
+
+
+def test_hyperprior_file_rate_follows_the_models_estimate_after_a_few_training_steps(tmp_path):
+    import keras
+    import tensorflow as tf
+
+    from cnnkit.codec import models
+
+    keras.utils.set_random_seed(0)
+    model = models.build("hyperprior", filters=8, latent=8, lmbda=0.01)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    y, x = np.mgrid[0:64, 0:128] / 64.0
+    pixels = np.round(np.stack([x / 2, y, x * y / 2], -1) * 255).astype(np.uint8)
+    batch = tf.constant(pixels[None] / np.float32(255))
+    model.fit(tf.data.Dataset.from_tensors(batch).repeat(10), epochs=1, verbose=0)
+    trained = codec.load(codec.save(model, 1, tmp_path / "hyperprior-q1.npz"))
+    estimate = float(trained.model.test_step(batch)["bpp"]) * 64 * 128
+    _, payload = bitstream.unpack(trained.encode(pixels))
+    # The payload adds the 32-bit z length and at most one partial 32-bit word per part; y's scales
+    # are rounded up to the table, which costs a few percent.
+    coded_bits = 8 * len(payload) - 32
+    assert 0.85 * estimate <= coded_bits <= 1.15 * estimate + 64
+
+
+def _repacked(data: bytes, payload: bytes) -> bytes:
+    """``data`` with another payload and a valid CRC: what reaches the entropy decoder."""
+    header, _ = bitstream.unpack(data)
+    return bitstream.pack(header, payload)
+
+
+@pytest.fixture(scope="module")
+def hyperprior_file(tiny_hyperprior):
+    return tiny_hyperprior.encode(codec.to_pixels(_image("RGB", 40, 70)))
+
+
+def test_hyperprior_payload_that_does_not_split_is_an_input_error(tiny_hyperprior, hyperprior_file):
+    _, payload = bitstream.unpack(hyperprior_file)
+    (z_length,) = struct.unpack_from(">I", payload)
+    broken = [
+        payload[:3],  # shorter than the z length
+        struct.pack(">I", len(payload)) + payload[4:],  # z part longer than the payload
+        payload[:-1],  # y part not whole words
+        payload + payload[-8:],  # words left over (the range decoder cannot tell one spare word)
+        struct.pack(">I", z_length + 8) + payload[4:],  # y's first words read as z's
+    ]
+    for bad in broken:
+        with pytest.raises(InputError, match="corrupted .cnz payload"):
+            tiny_hyperprior.decode(_repacked(hyperprior_file, bad), "a.cnz")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_hyperprior_payloads_fail_cleanly_or_keep_the_size(tiny_hyperprior, hyperprior_file, data):
+    """Past the CRC (recomputed here), any payload either decodes to an image of the header's size or is an InputError."""
+    _, payload = bitstream.unpack(hyperprior_file)
+    mutated = bytearray(payload)
+    for _ in range(data.draw(st.integers(1, 4))):
+        mutated[data.draw(st.integers(0, len(mutated) - 1))] = data.draw(st.integers(0, 255))
+    mutated = bytes(mutated[: data.draw(st.integers(0, len(mutated)))])
+    try:
+        decoded = tiny_hyperprior.decode(_repacked(hyperprior_file, mutated))
+    except InputError:
+        return
+    assert decoded.shape == (40, 70, 3)
