@@ -13,7 +13,7 @@ Layout (all integers big-endian)::
     19+n    4     image width in pixels
     23+n    1     image channels (1 grey, 3 RGB): what decode writes back
     24+n    4     m = payload length in bytes
-    28+n    m     payload (see cnnkit.codec.entropy.encode_symbols)
+    28+n    m     payload (see cnnkit.codec.codec: y, or the hyperprior's z then y)
     28+n+m  4     CRC32 of every byte before it
 
 Every way a file can be wrong maps to its own :class:`~cnnkit.errors.InputError`

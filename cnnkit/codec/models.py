@@ -22,13 +22,17 @@ Three architectures share one :class:`ImageCodec` (a ``keras.Model`` with its ow
 Names follow the papers: ``x`` the image in [0, 1], ``y = g_a(x)`` the latent,
 ``y_tilde = y + u`` with ``u ~ U(-1/2, 1/2)`` during training (the differentiable
 proxy for rounding, eq. (8) of Ballé 2017), ``y_hat = round(y)`` at test time,
-``x_hat = g_s(y_hat)`` and ``likelihoods = p(y_hat)``. The loss is eq. (2)
-``L = R + lmbda * D`` with ``R`` in bits per pixel and ``D`` the MSE of 8-bit pixels.
+``x_hat = g_s(y_hat)`` and ``likelihoods = p(y_hat)``. The hyperprior adds
+``z``, ``z_hat`` (noisy or rounded like ``y``) and ``sigma``, and its
+``likelihoods`` is ``{"y": p(y_hat | sigma), "z": p(z_hat)}``. The loss is eq. (2)
+``L = R + lmbda * D`` with ``R`` in bits per pixel (of every latent coded) and
+``D`` the MSE of 8-bit pixels.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -122,7 +126,7 @@ class ImageCodec(keras.Model):
         self.filters = filters
         self.latent = latent
         self.lmbda = lmbda
-        self.analysis, self.synthesis = _ARCHITECTURES[architecture][1](filters, latent)
+        self.analysis, self.synthesis = _ARCHITECTURES[architecture].transforms(filters, latent)
         self.prior = FactorizedPrior(name="prior")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.bpp_tracker = keras.metrics.Mean(name="bpp")
@@ -253,10 +257,15 @@ class ScaleHyperprior(ImageCodec):
         return super().latent_ratio() + self.filters / (self.pad_multiple**2 * 3)
 
 
-_ARCHITECTURES: dict[str, tuple[type[ImageCodec], Callable[[int, int], tuple[keras.Sequential, keras.Sequential]]]] = {
-    "factorized": (ImageCodec, _factorized_transforms),
-    "lecture-ae": (ImageCodec, _lecture_ae_transforms),
-    "hyperprior": (ScaleHyperprior, _factorized_transforms),
+class _Architecture(NamedTuple):
+    model_class: type[ImageCodec]  # ScaleHyperprior adds the side information z
+    transforms: Callable[[int, int], tuple[keras.Sequential, keras.Sequential]]  # (filters, latent) -> (g_a, g_s)
+
+
+_ARCHITECTURES: dict[str, _Architecture] = {
+    "factorized": _Architecture(ImageCodec, _factorized_transforms),
+    "lecture-ae": _Architecture(ImageCodec, _lecture_ae_transforms),
+    "hyperprior": _Architecture(ScaleHyperprior, _factorized_transforms),
 }
 
 
@@ -272,7 +281,7 @@ def pad_multiple(name: str) -> int:
         InputError: unknown name.
     """
     _check_name(name)
-    return _ARCHITECTURES[name][0].pad_multiple
+    return _ARCHITECTURES[name].model_class.pad_multiple
 
 
 def _check_name(name: str) -> None:
@@ -295,7 +304,7 @@ def build(name: str, *, filters: int, latent: int, lmbda: float) -> ImageCodec:
     _check_name(name)
     if filters < 1 or latent < 1:
         raise InputError(f"model sizes must be positive; got filters={filters}, latent={latent}")
-    model_class = _ARCHITECTURES[name][0]
+    model_class = _ARCHITECTURES[name].model_class
     model = model_class(name, filters, latent, lmbda, name=name.replace("-", "_"))
     model(tf.zeros((1, model_class.pad_multiple, model_class.pad_multiple, 3)))
     return model

@@ -38,12 +38,16 @@ def test_unknown_model_and_bad_sizes_are_input_errors():
         models.build("factorized", filters=0, latent=4, lmbda=0.01)
 
 
-def test_rate_term_is_the_information_content_in_bits_per_pixel():
-    model = models.build("factorized", filters=4, latent=4, lmbda=0.01)
-    x = tf.random.uniform((1, 32, 32, 3), seed=1)
+def _evaluated(name: str, side: int):
+    """A tiny fresh ``name`` codec's ``test_step`` logs and forward pass on one random ``side`` x ``side`` image."""
+    model = models.build(name, filters=4, latent=4, lmbda=0.01)
+    x = tf.random.uniform((1, side, side, 3), seed=1)
     model.compile(optimizer="adam")
-    logs = model.test_step(x)
-    out = model(x, training=False)
+    return x, model.test_step(x), model(x, training=False)
+
+
+def test_rate_term_is_the_information_content_in_bits_per_pixel():
+    x, logs, out = _evaluated("factorized", 32)
     bits = -np.log2(out["likelihoods"].numpy()).sum()
     assert float(logs["bpp"]) == pytest.approx(bits / (32 * 32), rel=1e-5)
     mse = np.mean((x.numpy() - np.clip(out["x_hat"].numpy(), 0, 1)) ** 2) * 255**2
@@ -80,11 +84,7 @@ def test_hyperprior_returns_the_paper_tensors_with_their_shapes():
 
 
 def test_hyperprior_rate_is_the_bits_of_y_given_sigma_plus_the_bits_of_z():
-    model = models.build("hyperprior", filters=4, latent=4, lmbda=0.01)
-    x = tf.random.uniform((1, 64, 64, 3), seed=1)
-    model.compile(optimizer="adam")
-    logs = model.test_step(x)
-    out = model(x, training=False)
+    _, logs, out = _evaluated("hyperprior", 64)
     sigma = out["sigma"].numpy().astype(np.float64)
     y_hat = out["y_hat"].numpy().astype(np.float64)
     # p(y_hat | sigma) = Phi((y_hat + 1/2) / sigma) - Phi((y_hat - 1/2) / sigma), floored like the rate term.
