@@ -36,9 +36,15 @@ def tiny_codec(tiny_weights):
 
 
 @pytest.fixture(scope="session")
-def tiny_hyperprior(tmp_path_factory):
-    """A tiny random-weight `hyperprior` codec (quality 1), loaded from its codec file."""
+def tiny_hyperprior_file(tmp_path_factory) -> Path:
+    """The codec file of a tiny random-weight `hyperprior` model (quality 1)."""
+    folder = make_tiny_weights(tmp_path_factory.mktemp("hyperprior"), qualities=(1,), model="hyperprior")
+    return folder / "hyperprior-q1.npz"
+
+
+@pytest.fixture(scope="session")
+def tiny_hyperprior(tiny_hyperprior_file):
+    """The tiny `hyperprior` codec, loaded."""
     from cnnkit.codec import codec
 
-    folder = make_tiny_weights(tmp_path_factory.mktemp("hyperprior"), qualities=(1,), model="hyperprior")
-    return codec.load(folder / "hyperprior-q1.npz")
+    return codec.load(tiny_hyperprior_file)

@@ -81,22 +81,24 @@ def test_missing_or_foreign_codec_file_is_an_input_error(tmp_path):
         codec.find(tmp_path / "empty", "factorized")
 
 
-def test_decode_is_bit_identical_in_another_process(tiny_weights, tiny_codec, tmp_path):
-    data = tiny_codec.encode(codec.to_pixels(_image("RGB", 33, 47)))
-    (tmp_path / "a.cnz").write_bytes(data)
-    here = hashlib.sha256(tiny_codec.decode(data).tobytes()).hexdigest()
-    again = hashlib.sha256(codec.load(tiny_weights / "factorized-q1.npz").decode(data).tobytes()).hexdigest()
+def test_decode_is_bit_identical_in_another_process(tiny_weights, tiny_hyperprior_file, tmp_path):
+    """Both payload kinds: the hyperprior's also depends on the scale indexes the decoder recomputes."""
+    arguments, here, again = [], [], []
+    for codec_file in (tiny_weights / "factorized-q1.npz", tiny_hyperprior_file):
+        loaded = codec.load(codec_file)
+        data = loaded.encode(codec.to_pixels(_image("RGB", 33, 47)))
+        (tmp_path / f"{codec_file.stem}.cnz").write_bytes(data)
+        arguments += [str(codec_file), str(tmp_path / f"{codec_file.stem}.cnz")]
+        here.append(hashlib.sha256(loaded.decode(data).tobytes()).hexdigest())
+        again.append(hashlib.sha256(codec.load(codec_file).decode(data).tobytes()).hexdigest())
     script = (
-        "import hashlib, sys; from cnnkit.codec import codec; "
-        "c = codec.load(sys.argv[1]); d = open(sys.argv[2], 'rb').read(); "
-        "print(hashlib.sha256(c.decode(d).tobytes()).hexdigest())"
+        "import hashlib, sys; from cnnkit.codec import codec\n"
+        "for weights, cnz in zip(sys.argv[1::2], sys.argv[2::2]):\n"
+        "    d = open(cnz, 'rb').read(); print(hashlib.sha256(codec.load(weights).decode(d).tobytes()).hexdigest())"
     )
     other = subprocess.run(
-        [sys.executable, "-c", script, str(tiny_weights / "factorized-q1.npz"), str(tmp_path / "a.cnz")],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()[-1]
+        [sys.executable, "-c", script, *arguments], capture_output=True, text=True, check=True
+    ).stdout.split()[-2:]
     assert here == again == other
 
 
