@@ -152,11 +152,22 @@ TINY_TRAIN = dict(filters=4, latent=4, patch=32, batch=2, holdout=2)
 
 def test_mixed_bfloat16_keeps_the_prior_in_float32_and_matches_float32(photos):
     """The bfloat16 hidden layers change the rate-distortion loss of the same weights by well under 1%."""
-    import keras
     import tensorflow as tf
 
     cfg = image_compression.TrainConfig(images=str(photos), **TINY_TRAIN)
     x = tf.constant(np.random.default_rng(0).uniform(size=(2, 32, 32, 3)), tf.float32)
+    mixed, losses = _bfloat16_beside_float32(cfg, x)
+    assert [layer.compute_dtype for layer in mixed.analysis.layers] == ["bfloat16"] * 6 + ["float32"]
+    assert mixed.prior.compute_dtype == "float32"
+    out = mixed(x)
+    assert out["likelihoods"].dtype == tf.float32 and out["x_hat"].dtype == tf.float32
+    assert losses[1] == pytest.approx(losses[0], rel=0.01)
+
+
+def _bfloat16_beside_float32(cfg: image_compression.TrainConfig, x):
+    """The codec of ``cfg`` built under mixed_bfloat16 with a float32 twin's weights, and both models' losses on ``x``."""
+    import keras
+
     reference = image_compression._build(cfg)
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
@@ -164,15 +175,11 @@ def test_mixed_bfloat16_keeps_the_prior_in_float32_and_matches_float32(photos):
     finally:
         keras.mixed_precision.set_global_policy("float32")
     mixed.set_weights(reference.get_weights())
-    assert [layer.compute_dtype for layer in mixed.analysis.layers] == ["bfloat16"] * 6 + ["float32"]
-    assert mixed.prior.compute_dtype == "float32"
-    out = mixed(x)
-    assert out["likelihoods"].dtype == tf.float32 and out["x_hat"].dtype == tf.float32
     losses = []
     for model in (reference, mixed):
         model.compile()
         losses.append(model.evaluate(x, verbose=0, return_dict=True)["loss"])
-    assert losses[1] == pytest.approx(losses[0], rel=0.01)
+    return mixed, losses
 
 
 def test_mixed_float16_scales_the_loss_and_trains_finitely(photos):
@@ -309,3 +316,17 @@ def test_train_hyperprior_then_encode_decode_and_eval_with_its_codec_file(large_
 def test_train_hyperprior_refuses_a_patch_that_is_not_a_multiple_of_64(large_photos):
     with pytest.raises(Exception, match="--patch 32: expected a positive multiple of 64 for --model hyperprior"):
         image_compression.train(image_compression.TrainConfig(images=str(large_photos), model="hyperprior", patch=32))
+
+
+def test_mixed_bfloat16_hyperprior_keeps_z_sigma_and_likelihoods_in_float32(large_photos):
+    import tensorflow as tf
+
+    cfg = image_compression.TrainConfig(images=str(large_photos), model="hyperprior", filters=4, latent=4, patch=64)
+    x = tf.constant(np.random.default_rng(0).uniform(size=(1, 64, 64, 3)), tf.float32)
+    mixed, losses = _bfloat16_beside_float32(cfg, x)
+    for transform in (mixed.hyper_analysis, mixed.hyper_synthesis):
+        assert [layer.compute_dtype for layer in transform.layers] == ["bfloat16", "bfloat16", "float32"]
+    out = mixed(x)
+    assert {out[k].dtype for k in ("z", "sigma", "x_hat")} == {tf.float32}
+    assert {p.dtype for p in out["likelihoods"].values()} == {tf.float32}
+    assert losses[1] == pytest.approx(losses[0], rel=0.01)
