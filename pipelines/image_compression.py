@@ -496,6 +496,22 @@ def _validation(images: list[np.ndarray], patch: int, batch: int) -> tf.data.Dat
     return tf.data.Dataset.from_tensor_slices(np.stack(crops)).batch(batch)
 
 
+def _check_init(cfg: TrainConfig) -> None:
+    """Raise InputError unless ``--init`` is a compress run (or its ``model.keras``) of the same architecture and sizes."""
+    init = Path(cfg.init)
+    run_dir = init if init.is_dir() else init.parent
+    try:
+        config = json.loads((run_dir / runs.CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise InputError(f"--init '{cfg.init}': not a compress training run ({error})") from error
+    theirs = {key: config.get(key) for key in ("model", "filters", "latent")}
+    mine = {key: getattr(cfg, key) for key in theirs}
+    if theirs != mine:
+        raise InputError(f"--init '{cfg.init}': a run of {theirs}; this run is {mine}")
+    if not (init / runs.MODEL if init.is_dir() else init).is_file():
+        raise InputError(f"--init '{cfg.init}': no saved {runs.MODEL} there yet")
+
+
 def _build(cfg: TrainConfig) -> models.ImageCodec:
     """The codec of ``cfg``, its hidden layers computing in the global mixed-precision policy, if any.
 
@@ -577,6 +593,8 @@ def train(cfg: TrainConfig) -> dict:
     if not usable or not held_out:
         raise InputError(f"--images '{cfg.images}': no training or held-out photo is at least {cfg.patch} px on each side")
     training.check_save_every(cfg.save_every)
+    if cfg.init:
+        _check_init(cfg)
     strategy = distribute.setup_compute(cfg.device, cfg.strategy, cfg.mixed_precision, cfg.logical_cpus, jit=cfg.jit)
     batch = distribute.global_batch_size(cfg.batch, strategy)
     out = Path(cfg.out or runs.default_out("compress", cfg.model, f"{cfg.lmbda:g}"))

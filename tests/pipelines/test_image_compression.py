@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -10,6 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli import main
+from cnnkit.errors import InputError
 from pipelines import image_compression
 from tests.cnnkit.codec.conftest import make_tiny_weights
 
@@ -138,6 +140,12 @@ def test_train_exports_a_codec_and_resumes(photos, tmp_path):
     assert encoded[0]["height"] == 40
     with pytest.raises(Exception, match="finished run"):
         image_compression.train(cfg)
+    wider = dataclasses.replace(cfg, out=str(tmp_path / "wider"), filters=8, init=str(tmp_path / "run"))
+    with pytest.raises(InputError, match=r"--init '.*run': a run of \{'model': 'factorized', 'filters': 4"):
+        image_compression.train(wider)
+    with pytest.raises(InputError, match="--init '.*photos0': not a compress training run"):
+        image_compression.train(dataclasses.replace(wider, filters=4, init=str(photos)))
+    assert not (tmp_path / "wider").exists()
 
 
 def test_train_refuses_a_patch_that_is_not_a_multiple_of_16(photos):
