@@ -24,6 +24,8 @@ import ctypes
 import hashlib
 import json
 import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 import os
 import tempfile
 import threading
@@ -148,6 +150,23 @@ def _generate(params: dict) -> dict[str, np.ndarray]:
     return out
 
 
+def _in_fresh_process(params: dict) -> dict[str, np.ndarray]:
+    """:func:`_generate` in a spawned child; a child that dies is an error, not a hang.
+
+    (``multiprocessing.Pool`` silently replaces a dead worker and waits forever;
+    a spawned child dies at start-up when the calling script lacks an
+    ``if __name__ == "__main__":`` guard, since the child re-imports it.)
+    """
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return pool.submit(_generate, params).result()
+        except BrokenProcessPool as error:
+            raise RuntimeError(
+                "the eSpeak NG generator process died; a script that generates synthetic digits "
+                'must run its code under `if __name__ == "__main__":` (the spawned child re-imports it)'
+            ) from error
+
+
 def _cache_path(cache_dir: Path, params: dict) -> Path:
     key = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     return Path(cache_dir) / f"synth_digits_v{CACHE_VERSION}_{key}.npz"
@@ -190,8 +209,7 @@ def load(
     path = _cache_path(Path(cache_dir), params)
     with _LOCK:
         if not path.exists():
-            with multiprocessing.get_context("spawn").Pool(1) as pool:
-                arrays = pool.apply(_generate, (params,))
+            arrays = _in_fresh_process(params)
             path.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
                 np.savez(tmp, **arrays)

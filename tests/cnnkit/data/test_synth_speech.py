@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -53,3 +58,19 @@ def test_same_seed_same_samples_and_the_cache_is_reused(tiny, tmp_path, monkeypa
     monkeypatch.setattr(synth_speech.multiprocessing, "get_context", no_generation)
     cached = synth_speech.load(cache, seed=3, **TINY)
     np.testing.assert_array_equal(cached["test"][0][5], sets["test"][0][5])
+
+
+def test_a_script_without_a_main_guard_gets_an_error_not_a_hang(tmp_path):
+    # The generator runs in a spawned child, which re-imports the calling script:
+    # unguarded, the child dies at start-up. multiprocessing.Pool waited forever on that.
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from cnnkit.data import synth_speech\n"
+        f"synth_speech.load({str(tmp_path / 'cache')!r}, accents=('en',), train_variants=('m1',), test_variants=('m7',))\n"
+    )
+    repo = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(repo)}
+    )
+    assert done.returncode != 0
+    assert 'must run its code under `if __name__ == "__main__":`' in done.stderr.splitlines()[-1]
