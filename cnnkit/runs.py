@@ -73,6 +73,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _NEW_FILE_MODE)
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
             yield f
             f.flush()
@@ -82,6 +83,16 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes its files owner-only (0600); a published output gets the mode open() would give it.
+_NEW_FILE_MODE = 0o666 & ~_umask()
 
 
 def temporary_path(path: str | os.PathLike) -> Path:
@@ -94,6 +105,7 @@ def temporary_path(path: str | os.PathLike) -> Path:
     path = Path(path)
     stem, dot, suffixes = path.name.partition(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=dot + suffixes, dir=path.parent)
+    os.fchmod(fd, _NEW_FILE_MODE)
     os.close(fd)
     return Path(tmp)
 

@@ -40,6 +40,15 @@ def test_temporary_path_keeps_suffixes(tmp_path):
     assert tmp.parent == tmp_path and tmp.name.endswith(".keras") and tmp.name != "model.keras"
 
 
+def test_written_files_get_the_mode_open_would_give_not_mkstemps_0600(tmp_path):
+    with open(tmp_path / "plain.txt", "w") as f:
+        f.write("x")
+    expected = (tmp_path / "plain.txt").stat().st_mode & 0o777
+    runs.write_text(tmp_path / "a.txt", "x")
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == expected
+    assert runs.temporary_path(tmp_path / "model.keras").stat().st_mode & 0o777 == expected
+
+
 def test_default_out_is_file_name_safe():
     out = runs.default_out("idx:/data/mnist", "lecture")
     assert out.parent.name == "runs" and out.name.startswith("idx-data-mnist-lecture-")
