@@ -6,7 +6,7 @@ Prints one JSON object. Every figure has its anchor measured in the same run:
   (``../shared/datasets/fsdd``, 5 speakers, 2,500 clips), takes 0-4 as the
   test set, trained with ``pipelines.speech_recognition`` (``--model``,
   default dscnn on log-mel; with ``--extra-train synth-digits``, the eSpeak
-  NG voices of the default dataset, ``--vtlp 0.15`` and ``--filter-augment 6``:
+  NG voices of the default dataset, ``--vtlp 0.15`` and ``--filter-augment 3``:
   FSDD has only 4 training speakers, each with his own microphone, in a
   leave-one-out fold; ``--model bcresnet --speed-perturb 0.1`` is the other
   recipe in README) and with the TensorFlow tutorial recipe
@@ -19,7 +19,7 @@ Prints one JSON object. Every figure has its anchor measured in the same run:
   librosa reference on the same clips, alternated, and their ratio;
 * ``epoch_seconds``: the median training epoch of our model (official split).
 
-Usage: ``python benchmarks/speech.py [--epochs 20] [--model dscnn] [--vtlp 0.15] [--filter-augment 6] [--sample-rate 16000] [--speed-perturb 0] [--extra-train synth-digits] [--speakers george,theo] [--skip-loso | --frontend-only]``
+Usage: ``python benchmarks/speech.py [--epochs 20] [--model dscnn] [--vtlp 0.15] [--filter-augment 3] [--sample-rate 16000] [--speed-perturb 0] [--extra-train synth-digits] [--speakers george,theo] [--skip-loso | --frontend-only]``
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vtlp", type=float, default=0.15, help="our recipe's frequency warp (train-speech --vtlp)")
     parser.add_argument(
-        "--filter-augment", type=float, default=6.0, help="our recipe's random equaliser, dB (train-speech --filter-augment)"
+        "--filter-augment", type=float, default=3.0, help="our recipe's random equaliser, dB (train-speech --filter-augment)"
     )
     parser.add_argument("--sample-rate", type=int, default=16000, help="our recipe's sample rate (FSDD is recorded at 8000)")
     parser.add_argument("--speed-perturb", type=float, default=0.0, help="our recipe's speed change (train-speech --speed-perturb)")
