@@ -501,8 +501,8 @@ def batches(
         return x[..., None], labels
 
     if on_power:
-        warps = tf.data.Dataset.random(seed=seed + 2, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(ds, warps).map(lambda example, s: features(*example, s), num_parallel_calls=tf.data.AUTOTUNE)
+        power_seeds = tf.data.Dataset.random(seed=seed + 2, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, power_seeds).map(lambda example, s: features(*example, s), num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.map(features, num_parallel_calls=tf.data.AUTOTUNE)
     if augmentation is not None and augmentation.spec_augment:
