@@ -496,8 +496,12 @@ def _validation(images: list[np.ndarray], patch: int, batch: int) -> tf.data.Dat
     return tf.data.Dataset.from_tensor_slices(np.stack(crops)).batch(batch)
 
 
-def _check_init(cfg: TrainConfig) -> None:
-    """Raise InputError unless ``--init`` is a compress run (or its ``model.keras``) of the same architecture and sizes."""
+def _init_weights(cfg: TrainConfig) -> Path:
+    """The saved model ``--init`` names (a compress run folder or its ``model.keras``), checked to fit this run.
+
+    Raises:
+        InputError: not a compress run, another architecture or size, or nothing saved yet.
+    """
     init = Path(cfg.init)
     run_dir = init if init.is_dir() else init.parent
     try:
@@ -508,8 +512,10 @@ def _check_init(cfg: TrainConfig) -> None:
     mine = {key: getattr(cfg, key) for key in theirs}
     if theirs != mine:
         raise InputError(f"--init '{cfg.init}': a run of {theirs}; this run is {mine}")
-    if not (init / runs.MODEL if init.is_dir() else init).is_file():
+    weights = init / runs.MODEL if init.is_dir() else init
+    if not weights.is_file():
         raise InputError(f"--init '{cfg.init}': no saved {runs.MODEL} there yet")
+    return weights
 
 
 def _build(cfg: TrainConfig) -> models.ImageCodec:
@@ -520,8 +526,9 @@ def _build(cfg: TrainConfig) -> models.ImageCodec:
     training follows), the latents it models (``y``, and for the hyperprior
     ``z`` and the scales ``sigma``) and the reconstruction ``x_hat`` stay
     float32, as Keras' mixed-precision guide advises for the outputs that feed
-    the loss; only the convolutions and GDNs between them run in low precision. Variables are float32 under every policy, so the layers
-    are built in float32 and switched afterwards.
+    the loss; only the convolutions and GDNs between them run in low precision.
+    Variables are float32 under every policy, so the layers are built in
+    float32 and switched afterwards.
     """
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
@@ -593,8 +600,7 @@ def train(cfg: TrainConfig) -> dict:
     if not usable or not held_out:
         raise InputError(f"--images '{cfg.images}': no training or held-out photo is at least {cfg.patch} px on each side")
     training.check_save_every(cfg.save_every)
-    if cfg.init:
-        _check_init(cfg)
+    init_weights = _init_weights(cfg) if cfg.init else None
     strategy = distribute.setup_compute(cfg.device, cfg.strategy, cfg.mixed_precision, cfg.logical_cpus, jit=cfg.jit)
     batch = distribute.global_batch_size(cfg.batch, strategy)
     out = Path(cfg.out or runs.default_out("compress", cfg.model, f"{cfg.lmbda:g}"))
@@ -602,8 +608,8 @@ def train(cfg: TrainConfig) -> dict:
         keras.utils.set_random_seed(cfg.seed)
         with strategy.scope():
             model = _build(cfg)
-            if cfg.init:
-                model.load_weights(Path(cfg.init) / runs.MODEL if Path(cfg.init).is_dir() else cfg.init)
+            if init_weights:
+                model.load_weights(init_weights)
             epochs = math.ceil(cfg.steps / cfg.epoch_steps)
             schedule = training.learning_rate_schedule(cfg.lr, epochs * cfg.epoch_steps, min(200, cfg.steps // 10))
             model.compile(optimizer=_optimizer(schedule), jit_compile=cfg.jit)
