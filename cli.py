@@ -214,6 +214,7 @@ def export(run_dir: str, fmt: str, out: str | None) -> None:
 @click.option("--features", help="logmel (default) | mfcc | stft.")
 @click.option("--n-mels", type=int, help="Mel bands (default 40).")
 @click.option("--n-mfcc", type=int, help="Cepstral coefficients for --features mfcc (default 13).")
+@click.option("--fmax", type=float, help="Highest mel band edge, Hz (default: half the sample rate).")
 @click.option("--frontend", help="tf (default, in the tf.data graph) | librosa (the reference).")
 @click.option("--time-shift", type=float, help="Training: random shift up to this many seconds (default 0.1; 0: off).")
 @click.option("--noise/--no-noise", default=None, help="Training: pink noise at a random 5-30 dB SNR on half of the clips (default on).")

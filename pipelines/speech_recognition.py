@@ -54,6 +54,7 @@ class Config(training.FitOptions):
     features: str = "logmel"  # stft | logmel | mfcc
     n_mels: int = 40  # mel bands (logmel, mfcc)
     n_mfcc: int = 13  # cepstral coefficients (mfcc)
+    fmax: float | None = None  # highest mel band edge, Hz (logmel, mfcc); None: the Nyquist frequency
     frontend: str = "tf"  # tf (tf.signal in the tf.data graph) | librosa (reference, slower)
     time_shift: float = 0.1  # training: random shift up to this many seconds; 0: off
     noise: bool = True  # training: pink noise at a random SNR of 5-30 dB, on half of the clips
@@ -71,7 +72,12 @@ class Config(training.FitOptions):
 def feature_spec(settings: dict) -> FeatureSpec:
     """The :class:`FeatureSpec` of a Config (or its ``config.json`` record)."""
     return FeatureSpec(
-        kind=settings["features"], sample_rate=settings["sample_rate"], n_mels=settings["n_mels"], n_mfcc=settings["n_mfcc"]
+        kind=settings["features"],
+        sample_rate=settings["sample_rate"],
+        n_mels=settings["n_mels"],
+        n_mfcc=settings["n_mfcc"],
+        # Runs recorded before --fmax existed used the Nyquist frequency.
+        fmax=settings.get("fmax"),
     )
 
 

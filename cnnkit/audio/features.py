@@ -73,6 +73,9 @@ class FeatureSpec:
             raise InputError(f"--n-mels {self.n_mels}: expected 8 to 256 mel bands")
         if not 1 <= self.n_mfcc <= self.n_mels:
             raise InputError(f"--n-mfcc {self.n_mfcc}: expected 1 to n_mels ({self.n_mels})")
+        nyquist = self.sample_rate / 2
+        if self.fmax is not None and not self.fmin < self.fmax <= nyquist:
+            raise InputError(f"--fmax {self.fmax:g}: expected above fmin ({self.fmin:g} Hz) and at most half the sample rate ({nyquist:g} Hz)")
         if self.hop_length < 1 or self.win_length < self.hop_length:
             raise InputError(f"window {self.window_ms} ms / hop {self.hop_ms} ms: expected 0 < hop <= window")
 

@@ -27,7 +27,7 @@ def finished_run(tmp_path_factory):
         cfg = sr.Config(
             sample_rate=8000, duration=0.5, n_mels=20, epochs=1, batch_size=8, quiet=True,
             cache_dir=str(folder / "cache"), out=str(folder / "run"), speed_perturb=0.1, vtlp=0.1, filter_augment=6.0,
-            conv="handgrad",
+            conv="handgrad", fmax=3800.0,
         )  # fmt: skip
         result = sr.run(cfg)
         yield folder, result
@@ -46,6 +46,7 @@ def test_run_writes_metrics_with_per_speaker_accuracy(finished_run):
     assert np.sum(metrics["confusion_matrix"]) == 20
     config = json.loads((run_dir / "config.json").read_text())
     assert config["task"] == "speech" and config["preprocessing"]["input_shape"] == [47, 20, 1]
+    assert config["fmax"] == 3800.0
     for name in ("model.keras", "history.csv", "curves.png", "confusion_matrix.png", "misclassified.png"):
         assert (run_dir / name).is_file()
     assert result["run_dir"] == str(run_dir)
@@ -135,6 +136,8 @@ def test_bad_options_fail_before_anything_is_written(tmp_path):
         sr.run(sr.Config(filter_augment=30.0, out=str(out)))
     with pytest.raises(InputError, match="--filter-augment 6.0: works on the power spectrum inside the tf front end"):
         sr.run(sr.Config(filter_augment=6.0, frontend="librosa", out=str(out)))
+    with pytest.raises(InputError, match="--fmax 9000: expected above fmin"):
+        sr.run(sr.Config(fmax=9000.0, out=str(out)))
     with pytest.raises(InputError, match="shorter than one"):
         sr.run(sr.Config(duration=0.01, time_shift=0.0, out=str(out)))
     assert not out.exists()

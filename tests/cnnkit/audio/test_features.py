@@ -83,3 +83,7 @@ def test_bad_settings_are_input_errors():
         FeatureSpec(n_mels=2)
     with pytest.raises(InputError, match="--n-mfcc 50"):
         FeatureSpec(n_mels=40, n_mfcc=50)
+    with pytest.raises(InputError, match=r"--fmax 9000: .*at most half the sample rate \(8000 Hz\)"):
+        FeatureSpec(fmax=9000.0)
+    with pytest.raises(InputError, match="--fmax 10: expected above fmin"):
+        FeatureSpec(fmax=10.0)
