@@ -224,6 +224,7 @@ def export(run_dir: str, fmt: str, out: str | None) -> None:
 @click.option("--filter-augment", type=float, help="Training: random smooth equaliser up to +-this many dB, another microphone per clip (FilterAugment; default 0: off).")
 @click.option("--extra-train", help="Another --dataset whose every clip joins the training split, e.g. synth-digits (default: none).")
 @click.option("--model", help="A model of the zoo (default dscnn; also bcresnet, lecture, resnet18).")
+@click.option("--ensemble", type=int, help="Train this many models from seeds --seed, --seed+1, ... on the same data and average their probabilities (default 1).")
 @click.option("--seed", type=int, help="Seed of the synthetic data, split, initialisation, shuffling and augmentation.")
 @_fit_options
 def train_speech(**options) -> None:

@@ -17,9 +17,14 @@ Prints one JSON object. Every figure has its anchor measured in the same run:
   on the 5th, for each speaker; mean and worst;
 * ``frontend``: clips/s of the in-graph tf.signal log-mel pipeline and of the
   librosa reference on the same clips, alternated, and their ratio;
-* ``epoch_seconds``: the median training epoch of our model (official split).
+* ``epoch_seconds``: the median training epoch of our model (official split;
+  with ``--ensemble N``, one epoch of each of the N members).
 
-Usage: ``python benchmarks/speech.py [--epochs 20] [--model dscnn] [--vtlp 0.15] [--filter-augment 3] [--sample-rate 16000] [--speed-perturb 0] [--extra-train synth-digits] [--speakers george,theo] [--skip-loso | --frontend-only]``
+With ``--ensemble N`` each of our runs trains N models (seeds ``--seed`` to
+``--seed + N - 1``) and averages their probabilities; every member's own
+accuracy is reported too (``ours_member0`` is the single-model figure).
+
+Usage: ``python benchmarks/speech.py [--epochs 20] [--model dscnn] [--vtlp 0.15] [--filter-augment 3] [--sample-rate 16000] [--speed-perturb 0] [--extra-train synth-digits] [--ensemble 1] [--speakers george,theo] [--skip-loso | --frontend-only]``
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ def ours(split: str, args, out: Path) -> dict:
         quiet=True,
         out=str(out),
         seed=args.seed,
+        ensemble=args.ensemble,
     )
     result = speech_recognition.run(cfg)
     print(f"ours {split}: {result['test_accuracy']:.4f}", file=sys.stderr, flush=True)
@@ -71,6 +77,8 @@ def ours(split: str, args, out: Path) -> dict:
         "clips_per_second": result["clips_per_second"],
         "epochs_run": result["epochs_run"],
         "parameters": result["parameters"],
+        # Member i alone (seed + i): member 0 is the single-model figure of the same recipe.
+        "members": [m["test_accuracy"] for m in result.get("members", [])],
     }
 
 
@@ -163,6 +171,7 @@ def main() -> None:
     parser.add_argument(
         "--extra-train", default="synth-digits", help="our recipe's extra training voices (train-speech --extra-train; '' for none)"
     )
+    parser.add_argument("--ensemble", type=int, default=1, help="our models per run, probabilities averaged (train-speech --ensemble)")
     parser.add_argument("--speakers", default=",".join(SPEAKERS), help="held-out speakers for leave-one-speaker-out")
     parser.add_argument("--skip-loso", action="store_true", help="only the official split and the front ends")
     parser.add_argument("--frontend-only", action="store_true", help="only the front-end speed")
@@ -173,7 +182,7 @@ def main() -> None:
         print(json.dumps({"skipped": f"{FSDD} is absent"}))
         return
     report = {"dataset": str(FSDD), "model": args.model, "epochs": args.epochs}
-    recipe = ("vtlp", "filter_augment", "sample_rate", "speed_perturb", "extra_train")
+    recipe = ("vtlp", "filter_augment", "sample_rate", "speed_perturb", "extra_train", "ensemble")
     report["recipe"] = {name: getattr(args, name) for name in recipe}
     if args.tutorial_only:
         loso = {speaker: tutorial(f"speaker:{speaker}", args.seed) for speaker in args.speakers.split(",")}
@@ -187,13 +196,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         official = ours("official", args, Path(tmp) / "official")
         report["official"] = {"ours": official["accuracy"], "tutorial": tutorial("official", args.seed)}
+        if official["members"]:
+            report["official"]["ours_members"] = official["members"]
         report["epoch_seconds"] = official["epoch_seconds"]
         report["train_clips_per_second"] = official["clips_per_second"]
         report["parameters"] = official["parameters"]
         if not args.skip_loso:
             loso = {"ours": {}, "tutorial": {}}
+            if args.ensemble > 1:
+                loso.update({f"ours_member{i}": {} for i in range(args.ensemble)})
             for speaker in args.speakers.split(","):
-                loso["ours"][speaker] = ours(f"speaker:{speaker}", args, Path(tmp) / speaker)["accuracy"]
+                fold = ours(f"speaker:{speaker}", args, Path(tmp) / speaker)
+                loso["ours"][speaker] = fold["accuracy"]
+                for i, accuracy in enumerate(fold["members"]):
+                    loso[f"ours_member{i}"][speaker] = accuracy
                 loso["tutorial"][speaker] = tutorial(f"speaker:{speaker}", args.seed)
             report["leave_one_speaker_out"] = {
                 who: {"mean": float(np.mean(list(accs.values()))), "worst": min(accs.values()), "per_speaker": accs}

@@ -266,7 +266,9 @@ def run_folder(out: str | os.PathLike, strategy: tf.distribute.Strategy) -> Iter
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def check_disk_space(out: str | os.PathLike, model: keras.Model, *, margin_bytes: int = 64 * 2**20) -> None:
+def check_disk_space(
+    out: str | os.PathLike, model: keras.Model, *, copies: int = 1, margin_bytes: int = 64 * 2**20
+) -> None:
     """Fail before training when the disk of ``out`` cannot hold the run's checkpoints.
 
     A run keeps, at its peak, two resume states (the new one is written before
@@ -278,6 +280,8 @@ def check_disk_space(out: str | os.PathLike, model: keras.Model, *, margin_bytes
     Args:
         out: the run folder (it or its nearest existing parent is measured).
         model: the built model.
+        copies: models of this size the run trains one after another (an
+            ensemble's members), each keeping its own checkpoints.
         margin_bytes: extra room for everything that is not a checkpoint.
 
     Raises:
@@ -286,7 +290,7 @@ def check_disk_space(out: str | os.PathLike, model: keras.Model, *, margin_bytes
     path = Path(out).absolute()
     while not path.exists():
         path = path.parent
-    need = 4 * 3 * 4 * model.count_params() + margin_bytes
+    need = copies * 4 * 3 * 4 * model.count_params() + margin_bytes
     free = shutil.disk_usage(path).free
     if free < need:
         raise InputError(

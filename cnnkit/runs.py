@@ -110,6 +110,13 @@ def temporary_path(path: str | os.PathLike) -> Path:
     return Path(tmp)
 
 
+def save_model(model: Any, path: str | os.PathLike) -> None:
+    """``model.save(path)`` (a Keras model, ``.keras``), atomically: a reader never sees half a file."""
+    tmp = temporary_path(path)
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically. NumPy scalars and arrays are converted."""
     with atomic_open(path) as f:

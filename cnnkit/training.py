@@ -423,6 +423,4 @@ class BestModel(keras.callbacks.Callback):
             return
         self.best = self.sign * float(value)
         if self.write:
-            tmp = runs.temporary_path(self.path)
-            self.model.save(tmp)
-            os.replace(tmp, self.path)
+            runs.save_model(self.model, self.path)

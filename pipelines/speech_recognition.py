@@ -11,6 +11,12 @@ the feature settings in ``config.json`` so that ``evaluate`` and ``predict``
 repeat them. When the dataset names speakers, ``metrics.json`` also reports
 accuracy per test speaker and the worst one.
 
+With ``ensemble=N`` the run trains N members, seeded ``seed`` to ``seed + N - 1``
+on the same data and split, each a resumable run of its own in
+``members/<i>/``; its ``model.keras`` averages their probabilities
+(:func:`cnnkit.models.average_ensemble`) and ``metrics.json`` lists each
+member's own test accuracy beside the ensemble's.
+
 The default, ``synth-digits``, trains offline on eSpeak NG digits and tests
 on voices never heard in training (:mod:`cnnkit.data.synth_speech`).
 """
@@ -35,6 +41,8 @@ from cnnkit.errors import InputError
 log = logging.getLogger(__name__)
 
 TASK = "speech"
+MEMBERS = "members"  # an ensemble run's folder of member runs, members/0, members/1, ...
+MAX_ENSEMBLE = 16
 SUBSETS = ("all", "train", "val", "test")
 
 
@@ -67,6 +75,7 @@ class Config(training.FitOptions):
     epochs: int = 12  # synth-digits: 99% on the unseen voices in about 3 minutes on 2 CPU cores
     batch_size: int = 64  # per replica
     seed: int = 0  # synthetic data, split, initialisation, shuffling and augmentation
+    ensemble: int = 1  # train this many models (seeds seed, seed+1, ...; same data and split) and average their probabilities
 
 
 def feature_spec(settings: dict) -> FeatureSpec:
@@ -104,7 +113,7 @@ def run(cfg: Config) -> dict:
     batch = distribute.global_batch_size(cfg.batch_size, strategy)
     augmentation = _augmentation(cfg)
 
-    def batches(split: speech.Split, training_split: bool = False) -> tf.data.Dataset | None:
+    def batches(split: speech.Split, training_split: bool = False, seed: int = cfg.seed) -> tf.data.Dataset | None:
         if split.size == 0:
             return None
         ds = speech.batches(
@@ -114,11 +123,13 @@ def run(cfg: Config) -> dict:
             batch_size=batch,
             frontend=cfg.frontend,
             augmentation=augmentation if training_split else None,
-            seed=cfg.seed,
+            seed=seed,
         )
         return distribute.shard_by_data(ds)
 
-    with distribute.run_folder(out, strategy) as folder:
+    def train_member(member_dir: Path, seed: int) -> tuple[keras.Model, training.FitResult]:
+        # Seeds initialisation, shuffling and augmentation; the data and its split stay cfg.seed's.
+        keras.utils.set_random_seed(seed)
         with strategy.scope():
             model = models.build(cfg.model, input_shape, len(data.classes), conv=cfg.conv)
             _faster_batch_norm_averages(model)
@@ -131,23 +142,44 @@ def run(cfg: Config) -> dict:
                 warmup_epochs=cfg.warmup_epochs,
                 jit=cfg.jit,
             )
-        distribute.check_disk_space(folder, model)
-        run_dir = runs.start(folder, TASK, record)
-        log.info("run folder %s: train %d, val %d, test %s clips", run_dir, data.train.size, data.val.size, data.test.size)
         result = training.fit(
             model,
-            batches(data.train, training_split=True),
+            batches(data.train, training_split=True, seed=seed),
             validation=batches(data.val),
             epochs=cfg.epochs,
-            run_dir=run_dir,
+            run_dir=member_dir,
             patience=cfg.patience or None,
             save_every=cfg.save_every,
             verbose=not cfg.quiet,
             examples_per_epoch=data.train.size,
         )
-        scores = _score(model, batches(data.test), data.test, data.classes)
+        return model, result
+
+    with distribute.run_folder(out, strategy) as folder:
+        with strategy.scope():
+            sizing = models.build(cfg.model, input_shape, len(data.classes), conv=cfg.conv)
+        distribute.check_disk_space(folder, sizing, copies=cfg.ensemble)
+        run_dir = runs.start(folder, TASK, record)
+        log.info("run folder %s: train %d, val %d, test %s clips", run_dir, data.train.size, data.val.size, data.test.size)
+        trained = [
+            # Member i of an ensemble is a whole run of its own in members/i (resumable
+            # alone), seeded cfg.seed + i; the run's model.keras averages their probabilities.
+            train_member(run_dir if cfg.ensemble == 1 else run_dir / MEMBERS / str(i), cfg.seed + i)
+            for i in range(cfg.ensemble)
+        ]
+        test = batches(data.test)
+        if cfg.ensemble == 1:
+            [(model, result)] = trained
+        else:
+            # Not compiled: it is never trained, and scoring, evaluate and predict only predict.
+            with strategy.scope():
+                model = models.average_ensemble([m for m, _ in trained])
+            runs.save_model(model, run_dir / runs.MODEL)
+        scores = _score(model, test, data.test, data.classes)
         report = scores["report"]
-        plots.training_curves(result.history, run_dir / "curves.png")
+        for i, (member, fitted) in enumerate(trained):
+            folder_of_member = run_dir if cfg.ensemble == 1 else run_dir / MEMBERS / str(i)
+            plots.training_curves(fitted.history, folder_of_member / "curves.png")
         plots.confusion_matrix(report["confusion_matrix"], data.classes, run_dir / "confusion_matrix.png")
         plots.misclassified_grid(
             scores["wrong_features"],
@@ -158,7 +190,8 @@ def run(cfg: Config) -> dict:
             misclassified=scores["misclassified"],
             tested=report["n"],
         )
-        epoch_seconds = [row["train_seconds"] for row in result.history]
+        # An epoch of an ensemble is one epoch of every member.
+        epoch_seconds = sum(float(np.median([row["train_seconds"] for row in f.history])) for _, f in trained if f.history)
         summary = {
             "task": TASK,
             **metrics.test_summary(report),
@@ -166,16 +199,26 @@ def run(cfg: Config) -> dict:
             "classes": data.classes,
             "examples": {"train": data.train.size, "val": data.val.size, "test": report["n"]},
             "misclassified": scores["misclassified"],
-            "epochs_run": result.epochs_run,
-            "stopped_early": result.stopped_early,
-            "best_epoch": result.best_epoch,
-            "train_seconds": result.train_seconds,
-            "epoch_seconds": float(np.median(epoch_seconds)) if epoch_seconds else None,
-            "clips_per_second": result.examples_per_second,
+            "epochs_run": sum(f.epochs_run for _, f in trained),
+            "stopped_early": any(f.stopped_early for _, f in trained),
+            "best_epoch": trained[0][1].best_epoch if cfg.ensemble == 1 else None,
+            "train_seconds": sum(f.train_seconds for _, f in trained),
+            "epoch_seconds": epoch_seconds or None,
+            "clips_per_second": data.train.size / epoch_seconds if epoch_seconds else None,
             "parameters": model.count_params(),
             "skipped_files": len(data.skipped),
             "skipped": [{"file": f, "reason": r} for f, r in data.skipped],
         }
+        if cfg.ensemble > 1:
+            summary["members"] = [
+                {
+                    "seed": cfg.seed + i,
+                    "test_accuracy": float(member.evaluate(test, verbose=0)[1]) if test else None,
+                    "epochs_run": fitted.epochs_run,
+                    "best_epoch": fitted.best_epoch,
+                }
+                for i, (member, fitted) in enumerate(trained)
+            ]
         runs.finish(run_dir, summary)
     return {**summary, "run_dir": str(out)}
 
@@ -365,6 +408,8 @@ def _check(cfg: Config) -> None:
     """Reject bad options before any data is read or anything is written."""
     if cfg.model not in models.names():
         raise InputError(f"--model '{cfg.model}': unknown; expected one of: {', '.join(models.names())}")
+    if not 1 <= cfg.ensemble <= MAX_ENSEMBLE:
+        raise InputError(f"--ensemble {cfg.ensemble}: expected 1 to {MAX_ENSEMBLE} models")
     cfg.check_fit_options()
     speech.check_frontend(cfg.frontend, _augmentation(cfg))
     if cfg.sample_rate < 1:

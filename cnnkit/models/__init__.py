@@ -11,10 +11,13 @@ Architectures: ``lecture`` (conv -> ReLU -> max-pool blocks, fully connected),
 and the ResNets take spectrograms too). Inputs as small as 8x8 work with every
 architecture: the earliest downsampling steps are dropped (``blocks.downsampling_plan``)
 and the model name says so, e.g. ``resnet18_small_input_4of5_downsamples``.
+``average_ensemble`` joins trained members into one model that averages their
+probabilities.
 """
 
 # Importing the architecture modules registers their builders.
 from cnnkit.models import alexnet, googlenet, lecture, resnet, speech, vgg  # noqa: F401
+from cnnkit.models.ensemble import average_ensemble
 from cnnkit.models.registry import build, conv_layers, names, options, register_model
 
-__all__ = ["build", "conv_layers", "names", "options", "register_model"]
+__all__ = ["average_ensemble", "build", "conv_layers", "names", "options", "register_model"]

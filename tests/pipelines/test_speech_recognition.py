@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 
+import keras
 import numpy as np
 import pytest
 import soundfile as sf
@@ -150,3 +151,31 @@ def test_cli_help_lists_every_config_field():
     assert outcome.exit_code == 0
     for field in sr.Config.__dataclass_fields__:
         assert f"--{field.replace('_', '-')}" in outcome.output
+
+
+@pytest.mark.slow
+def test_an_ensemble_run_trains_each_member_and_averages_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(speech.synth_speech, "load", functools.partial(synth_speech.load, **TINY_SYNTH))
+    cfg = sr.Config(
+        sample_rate=8000, duration=0.5, n_mels=20, epochs=1, batch_size=8, quiet=True, ensemble=2,
+        cache_dir=str(tmp_path / "cache"), out=str(tmp_path / "run"), time_shift=0.0,
+    )  # fmt: skip
+    result = sr.run(cfg)
+    run_dir = tmp_path / "run"
+    members = result["members"]
+    assert [m["seed"] for m in members] == [0, 1] and result["epochs_run"] == 2
+    for i in range(2):
+        assert (run_dir / "members" / str(i) / "model.keras").is_file()
+        assert (run_dir / "members" / str(i) / "history.csv").is_file()
+    # Two seeds, two different members; the run's model is their average.
+    model = keras.saving.load_model(run_dir / "model.keras")
+    first, second = (keras.saving.load_model(run_dir / "members" / str(i) / "model.keras") for i in range(2))
+    x = np.random.default_rng(0).normal(size=(4, 47, 20, 1)).astype(np.float32)
+    assert not np.allclose(first.predict(x, verbose=0), second.predict(x, verbose=0))
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), (first.predict(x, verbose=0) + second.predict(x, verbose=0)) / 2, atol=1e-6
+    )
+    report = sr.evaluate(str(run_dir), "synth-digits", "test", cache_dir=str(tmp_path / "cache"))
+    assert report["accuracy"] == pytest.approx(result["test_accuracy"])
+    with pytest.raises(InputError, match="--ensemble 0: expected 1 to 16 models"):
+        sr.run(sr.Config(ensemble=0, out=str(tmp_path / "other")))
