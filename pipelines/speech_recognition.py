@@ -128,6 +128,7 @@ def run(cfg: Config) -> dict:
         return distribute.shard_by_data(ds)
 
     def train_member(member_dir: Path, seed: int) -> tuple[keras.Model, training.FitResult]:
+        member_dir.mkdir(parents=True, exist_ok=True)
         # Seeds initialisation, shuffling and augmentation; the data and its split stay cfg.seed's.
         keras.utils.set_random_seed(seed)
         with strategy.scope():
