@@ -127,8 +127,7 @@ def run(cfg: Config) -> dict:
         )
         return distribute.shard_by_data(ds)
 
-    def train_member(member_dir: Path, seed: int) -> tuple[keras.Model, training.FitResult]:
-        member_dir.mkdir(parents=True, exist_ok=True)
+    def build_member(seed: int) -> keras.Model:
         # Seeds initialisation, shuffling and augmentation; the data and its split stay cfg.seed's.
         keras.utils.set_random_seed(seed)
         with strategy.scope():
@@ -143,7 +142,11 @@ def run(cfg: Config) -> dict:
                 warmup_epochs=cfg.warmup_epochs,
                 jit=cfg.jit,
             )
-        result = training.fit(
+        return model
+
+    def fit_member(model: keras.Model, member_dir: Path, seed: int) -> training.FitResult:
+        member_dir.mkdir(parents=True, exist_ok=True)
+        return training.fit(
             model,
             batches(data.train, training_split=True, seed=seed),
             validation=batches(data.val),
@@ -154,23 +157,22 @@ def run(cfg: Config) -> dict:
             verbose=not cfg.quiet,
             examples_per_epoch=data.train.size,
         )
-        return model, result
 
     with distribute.run_folder(out, strategy) as folder:
-        with strategy.scope():
-            sizing = models.build(cfg.model, input_shape, len(data.classes), conv=cfg.conv)
-        distribute.check_disk_space(folder, sizing, copies=cfg.ensemble)
+        first = build_member(cfg.seed)
+        distribute.check_disk_space(folder, first, copies=cfg.ensemble)
         run_dir = runs.start(folder, TASK, record)
         log.info("run folder %s: train %d, val %d, test %s clips", run_dir, data.train.size, data.val.size, data.test.size)
-        trained = [
-            # Member i of an ensemble is a whole run of its own in members/i (resumable
-            # alone), seeded cfg.seed + i; the run's model.keras averages their probabilities.
-            train_member(run_dir if cfg.ensemble == 1 else run_dir / MEMBERS / str(i), cfg.seed + i)
-            for i in range(cfg.ensemble)
-        ]
+        # Member i of an ensemble is a whole run of its own in members/i (resumable
+        # alone), seeded cfg.seed + i; the run's model.keras averages their probabilities.
+        member_dirs = [run_dir] if cfg.ensemble == 1 else [run_dir / MEMBERS / str(i) for i in range(cfg.ensemble)]
+        trained = []
+        for i, member_dir in enumerate(member_dirs):
+            member = first if i == 0 else build_member(cfg.seed + i)
+            trained.append((member, fit_member(member, member_dir, cfg.seed + i)))
         test = batches(data.test)
         if cfg.ensemble == 1:
-            [(model, result)] = trained
+            model = first
         else:
             # Not compiled: it is never trained, and scoring, evaluate and predict only predict.
             with strategy.scope():
@@ -178,9 +180,8 @@ def run(cfg: Config) -> dict:
             runs.save_model(model, run_dir / runs.MODEL)
         scores = _score(model, test, data.test, data.classes)
         report = scores["report"]
-        for i, (member, fitted) in enumerate(trained):
-            folder_of_member = run_dir if cfg.ensemble == 1 else run_dir / MEMBERS / str(i)
-            plots.training_curves(fitted.history, folder_of_member / "curves.png")
+        for member_dir, (_, fitted) in zip(member_dirs, trained):
+            plots.training_curves(fitted.history, member_dir / "curves.png")
         plots.confusion_matrix(report["confusion_matrix"], data.classes, run_dir / "confusion_matrix.png")
         plots.misclassified_grid(
             scores["wrong_features"],
