@@ -222,6 +222,7 @@ def export(run_dir: str, fmt: str, out: str | None) -> None:
 @click.option("--speed-perturb", type=float, help="Training: random speed change up to this fraction (default 0: off).")
 @click.option("--vtlp", type=float, help="Training: random frequency warp up to this fraction, vocal tract length perturbation (default 0: off).")
 @click.option("--filter-augment", type=float, help="Training: random smooth equaliser up to +-this many dB, another microphone per clip (FilterAugment; default 0: off).")
+@click.option("--tempo-perturb", type=float, help="Training: random tempo change at the same pitch up to this fraction (default 0: off).")
 @click.option("--extra-train", help="Another --dataset whose every clip joins the training split, e.g. synth-digits (default: none).")
 @click.option("--model", help="A model of the zoo (default dscnn; also bcresnet, lecture, resnet18).")
 @click.option("--ensemble", type=int, help="Train this many models from seeds --seed, --seed+1, ... on the same data and average their probabilities (default 1).")

@@ -24,7 +24,7 @@ With ``--ensemble N`` each of our runs trains N models (seeds ``--seed`` to
 ``--seed + N - 1``) and averages their probabilities; every member's own
 accuracy is reported too (``ours_member0`` is the single-model figure).
 
-Usage: ``python benchmarks/speech.py [--epochs 20] [--model dscnn] [--vtlp 0.15] [--filter-augment 3] [--sample-rate 16000] [--speed-perturb 0] [--extra-train synth-digits] [--ensemble 1] [--speakers george,theo] [--skip-loso | --frontend-only]``
+Usage: ``python benchmarks/speech.py [--epochs 20] [--model dscnn] [--vtlp 0.15] [--filter-augment 3] [--sample-rate 16000] [--speed-perturb 0] [--tempo-perturb 0] [--extra-train synth-digits] [--ensemble 1] [--speakers george,theo] [--skip-loso | --frontend-only]``
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ def ours(split: str, args, out: Path) -> dict:
         filter_augment=args.filter_augment,
         sample_rate=args.sample_rate,
         speed_perturb=args.speed_perturb,
+        tempo_perturb=args.tempo_perturb,
         extra_train=args.extra_train,
         quiet=True,
         out=str(out),
@@ -169,6 +170,9 @@ def main() -> None:
     parser.add_argument("--sample-rate", type=int, default=16000, help="our recipe's sample rate (FSDD is recorded at 8000)")
     parser.add_argument("--speed-perturb", type=float, default=0.0, help="our recipe's speed change (train-speech --speed-perturb)")
     parser.add_argument(
+        "--tempo-perturb", type=float, default=0.0, help="our recipe's tempo change at the same pitch (train-speech --tempo-perturb)"
+    )
+    parser.add_argument(
         "--extra-train", default="synth-digits", help="our recipe's extra training voices (train-speech --extra-train; '' for none)"
     )
     parser.add_argument("--ensemble", type=int, default=1, help="our models per run, probabilities averaged (train-speech --ensemble)")
@@ -182,7 +186,7 @@ def main() -> None:
         print(json.dumps({"skipped": f"{FSDD} is absent"}))
         return
     report = {"dataset": str(FSDD), "model": args.model, "epochs": args.epochs}
-    recipe = ("vtlp", "filter_augment", "sample_rate", "speed_perturb", "extra_train", "ensemble")
+    recipe = ("vtlp", "filter_augment", "sample_rate", "speed_perturb", "tempo_perturb", "extra_train", "ensemble")
     report["recipe"] = {name: getattr(args, name) for name in recipe}
     if args.tutorial_only:
         loso = {speaker: tutorial(f"speaker:{speaker}", args.seed) for speaker in args.speakers.split(",")}

@@ -70,6 +70,7 @@ class Config(training.FitOptions):
     speed_perturb: float = 0.0  # training: random speed change up to this fraction (0.1: 0.9x-1.1x); 0: off
     vtlp: float = 0.0  # training: random frequency warp up to this fraction (vocal tract length perturbation); 0: off
     filter_augment: float = 0.0  # training: random smooth equaliser up to +-this many dB (FilterAugment), another microphone; 0: off
+    tempo_perturb: float = 0.0  # training: random tempo change at the same pitch up to this fraction (0.2: 0.8x-1.2x); 0: off
     extra_train: str = ""  # another --dataset spec whose every clip joins the training split (e.g. synth-digits); "": none
     model: str = "dscnn"  # any name of cnnkit.models.names(); speech: dscnn, bcresnet, lecture, resnet18
     epochs: int = 12  # synth-digits: 99% on the unseen voices in about 3 minutes on 2 CPU cores
@@ -399,6 +400,7 @@ def _augmentation(cfg: Config) -> speech.Augmentation:
         speed_perturb=cfg.speed_perturb,
         vtlp=cfg.vtlp,
         filter_db=cfg.filter_augment,
+        tempo_perturb=cfg.tempo_perturb,
     )
 
 
@@ -424,6 +426,8 @@ def _check(cfg: Config) -> None:
         raise InputError(f"--speed-perturb {cfg.speed_perturb}: expected a fraction in [0, 0.5)")
     if not 0 <= cfg.vtlp < 0.5:
         raise InputError(f"--vtlp {cfg.vtlp}: expected a fraction in [0, 0.5)")
+    if not 0 <= cfg.tempo_perturb < 0.5:
+        raise InputError(f"--tempo-perturb {cfg.tempo_perturb}: expected a fraction in [0, 0.5)")
     if not 0 <= cfg.filter_augment <= 20:
         raise InputError(f"--filter-augment {cfg.filter_augment}: expected 0 to 20 dB")
     feature_spec(asdict(cfg)).frames(_num_samples(cfg.duration, cfg.sample_rate))

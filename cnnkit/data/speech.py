@@ -414,6 +414,8 @@ class Augmentation:
             on the power spectrum of the ``tf`` front end.
         filter_db: largest gain of a random smooth equaliser (FilterAugment),
             dB, on the power spectrum of the ``tf`` front end.
+        tempo_perturb: largest relative tempo change at the same pitch
+            (0.2: 0.8x to 1.2x), on the power spectrum of the ``tf`` front end.
     """
 
     time_shift: float = 0.1
@@ -423,11 +425,12 @@ class Augmentation:
     speed_perturb: float = 0.0
     vtlp: float = 0.0
     filter_db: float = 0.0
+    tempo_perturb: float = 0.0
 
     @property
     def on_power(self) -> bool:
         """Whether a step works on the power spectrum, which only the ``tf`` front end exposes."""
-        return bool(self.vtlp or self.filter_db)
+        return bool(self.vtlp or self.filter_db or self.tempo_perturb)
 
 
 def check_frontend(frontend: str, augmentation: Augmentation | None = None) -> None:
@@ -435,7 +438,8 @@ def check_frontend(frontend: str, augmentation: Augmentation | None = None) -> N
     if frontend not in FRONTENDS:
         raise InputError(f"--frontend '{frontend}': unknown; expected one of: {', '.join(FRONTENDS)}")
     if augmentation is not None and augmentation.on_power and frontend != "tf":
-        flag = f"--vtlp {augmentation.vtlp}" if augmentation.vtlp else f"--filter-augment {augmentation.filter_db}"
+        steps = {"--vtlp": augmentation.vtlp, "--filter-augment": augmentation.filter_db, "--tempo-perturb": augmentation.tempo_perturb}
+        flag = next(f"{name} {value}" for name, value in steps.items() if value)
         raise InputError(f"{flag}: works on the power spectrum inside the tf front end; use --frontend tf")
 
 
@@ -526,7 +530,9 @@ def _librosa_batch(waveforms: np.ndarray, spec: FeatureSpec) -> np.ndarray:
 
 
 def _augment_power(power, seed, sample_rate: int, aug: Augmentation):
-    """VTLP and FilterAugment on ``(batch, frames, bins)`` power; ``seed`` is ``(2,)`` int64."""
+    """VTLP, FilterAugment and tempo on ``(batch, frames, bins)`` power; ``seed`` is ``(2,)`` int64."""
+    if aug.tempo_perturb:
+        power = augment.stretch_time(power, aug.tempo_perturb, seed + 2)
     if aug.vtlp:
         power = augment.warp_frequency(power, aug.vtlp, seed)
     if aug.filter_db:

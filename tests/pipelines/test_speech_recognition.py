@@ -28,7 +28,7 @@ def finished_run(tmp_path_factory):
         cfg = sr.Config(
             sample_rate=8000, duration=0.5, n_mels=20, epochs=1, batch_size=8, quiet=True,
             cache_dir=str(folder / "cache"), out=str(folder / "run"), speed_perturb=0.1, vtlp=0.1, filter_augment=6.0,
-            conv="handgrad", fmax=3800.0,
+            conv="handgrad", fmax=3800.0, tempo_perturb=0.2,
         )  # fmt: skip
         result = sr.run(cfg)
         yield folder, result
@@ -137,6 +137,10 @@ def test_bad_options_fail_before_anything_is_written(tmp_path):
         sr.run(sr.Config(filter_augment=30.0, out=str(out)))
     with pytest.raises(InputError, match="--filter-augment 6.0: works on the power spectrum inside the tf front end"):
         sr.run(sr.Config(filter_augment=6.0, frontend="librosa", out=str(out)))
+    with pytest.raises(InputError, match=r"--tempo-perturb 0.5: expected a fraction in \[0, 0.5\)"):
+        sr.run(sr.Config(tempo_perturb=0.5, out=str(out)))
+    with pytest.raises(InputError, match="--tempo-perturb 0.1: works on the power spectrum inside the tf front end"):
+        sr.run(sr.Config(tempo_perturb=0.1, frontend="librosa", out=str(out)))
     with pytest.raises(InputError, match="--fmax 9000: expected above fmin"):
         sr.run(sr.Config(fmax=9000.0, out=str(out)))
     with pytest.raises(InputError, match="shorter than one"):

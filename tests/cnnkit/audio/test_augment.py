@@ -90,6 +90,22 @@ def test_warp_frequency_reads_each_bin_at_k_over_alpha():
     np.testing.assert_allclose(augment.warp_frequency(power, 0.0, SEED), power, rtol=1e-6)
 
 
+def test_stretch_time_reads_each_frame_about_the_middle_at_the_rate_and_pads_with_silence():
+    power = tf.random.stateless_uniform([3, 9, 4], seed=[0, 3], minval=0.5, maxval=2.0)
+    stretched = augment.stretch_time(power, 0.4, SEED).numpy()
+    rates = tf.random.stateless_uniform([3], seed=SEED, minval=0.6, maxval=1.4).numpy()
+    assert np.ptp(rates) > 0.01
+    for utterance, rate in enumerate(rates):
+        source = 4 + (np.arange(9) - 4) * rate
+        for band in range(4):
+            # zero power one frame beyond each end, as the function pads
+            frames = np.concatenate([[0.0], power.numpy()[utterance, :, band], [0.0]])
+            expected = np.interp(source, np.arange(-1, 10), frames, left=0.0, right=0.0)
+            np.testing.assert_allclose(stretched[utterance, :, band], expected, rtol=1e-5, atol=1e-6)
+    assert (stretched[rates > 1.26, 0] == 0).all()  # faster speech: silence at the edges
+    np.testing.assert_allclose(augment.stretch_time(power, 0.0, SEED), power, rtol=1e-6)
+
+
 def test_filter_augment_is_one_smooth_curve_per_utterance_within_the_bound():
     power = tf.random.stateless_uniform([4, 6, 257], seed=[0, 2], minval=0.5, maxval=2.0)
     gain_db = 10 * np.log10(augment.filter_augment(power, 6.0, SEED, sample_rate=16000).numpy() / power.numpy())
