@@ -223,6 +223,8 @@ def export(run_dir: str, fmt: str, out: str | None) -> None:
 @click.option("--vtlp", type=float, help="Training: random frequency warp up to this fraction, vocal tract length perturbation (default 0: off).")
 @click.option("--filter-augment", type=float, help="Training: random smooth equaliser up to +-this many dB, another microphone per clip (FilterAugment; default 0: off).")
 @click.option("--tempo-perturb", type=float, help="Training: random tempo change at the same pitch up to this fraction (default 0: off).")
+@click.option("--tta-warp", type=float, help="Testing: average the answers over frequency warps 1-x, 1, 1+x of each clip (default 0: off).")
+@click.option("--tta-tempo", type=float, help="Testing: average the answers over tempos 1-x, 1, 1+x of each clip (default 0: off).")
 @click.option("--extra-train", help="Another --dataset whose every clip joins the training split, e.g. synth-digits (default: none).")
 @click.option("--model", help="A model of the zoo (default dscnn; also bcresnet, lecture, resnet18).")
 @click.option("--ensemble", type=int, help="Train this many models from seeds --seed, --seed+1, ... on the same data and average their probabilities (default 1).")

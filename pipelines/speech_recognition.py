@@ -71,6 +71,8 @@ class Config(training.FitOptions):
     vtlp: float = 0.0  # training: random frequency warp up to this fraction (vocal tract length perturbation); 0: off
     filter_augment: float = 0.0  # training: random smooth equaliser up to +-this many dB (FilterAugment), another microphone; 0: off
     tempo_perturb: float = 0.0  # training: random tempo change at the same pitch up to this fraction (0.2: 0.8x-1.2x); 0: off
+    tta_warp: float = 0.0  # testing: average the probabilities over frequency warps 1-x, 1, 1+x of each clip; 0: off
+    tta_tempo: float = 0.0  # testing: ... and over tempos 1-x, 1, 1+x (with --tta-warp, every pair); 0: off
     extra_train: str = ""  # another --dataset spec whose every clip joins the training split (e.g. synth-digits); "": none
     model: str = "dscnn"  # any name of cnnkit.models.names(); speech: dscnn, bcresnet, lecture, resnet18
     epochs: int = 12  # synth-digits: 99% on the unseen voices in about 3 minutes on 2 CPU cores
@@ -114,7 +116,9 @@ def run(cfg: Config) -> dict:
     batch = distribute.global_batch_size(cfg.batch_size, strategy)
     augmentation = _augmentation(cfg)
 
-    def batches(split: speech.Split, training_split: bool = False, seed: int = cfg.seed) -> tf.data.Dataset | None:
+    def batches(
+        split: speech.Split, training_split: bool = False, seed: int = cfg.seed, view: speech.View = speech.View()
+    ) -> tf.data.Dataset | None:
         if split.size == 0:
             return None
         ds = speech.batches(
@@ -125,6 +129,7 @@ def run(cfg: Config) -> dict:
             frontend=cfg.frontend,
             augmentation=augmentation if training_split else None,
             seed=seed,
+            view=view,
         )
         return distribute.shard_by_data(ds)
 
@@ -171,7 +176,8 @@ def run(cfg: Config) -> dict:
         for i, member_dir in enumerate(member_dirs):
             member = first if i == 0 else build_member(cfg.seed + i)
             trained.append((member, fit_member(member, member_dir, cfg.seed + i)))
-        test = batches(data.test)
+        # Validation during training sees each clip as it is; the test score averages the views.
+        test = [batches(data.test, view=view) for view in scoring_views(asdict(cfg))] if data.test.size else None
         if cfg.ensemble == 1:
             model = first
         else:
@@ -216,7 +222,7 @@ def run(cfg: Config) -> dict:
             summary["members"] = [
                 {
                     "seed": cfg.seed + i,
-                    "test_accuracy": float(member.evaluate(test, verbose=0)[1]) if test else None,
+                    "test_accuracy": _score(member, test, data.test, data.classes)["report"]["accuracy"] if test else None,
                     "epochs_run": fitted.epochs_run,
                     "best_epoch": fitted.best_epoch,
                 }
@@ -292,8 +298,11 @@ def evaluate(
     if part.size == 0:
         raise InputError(f"--subset '{subset}': no clips of {dataset} fall in it")
     part = _relabelled(part, data.classes, cfg["preprocessing"]["classes"], dataset)
-    ds = speech.batches(part, feature_spec(cfg), duration=cfg["duration"], batch_size=256, frontend=cfg["frontend"])
-    scores = _score(model, ds, part, cfg["preprocessing"]["classes"])
+    views = [
+        speech.batches(part, feature_spec(cfg), duration=cfg["duration"], batch_size=256, frontend=cfg["frontend"], view=view)
+        for view in scoring_views(cfg)
+    ]
+    scores = _score(model, views, part, cfg["preprocessing"]["classes"])
     return {
         "dataset": dataset,
         "subset": subset,
@@ -320,8 +329,18 @@ def predict(run_dir: str, files: Sequence[str], top_k: int = 5) -> list[dict]:
         raise InputError(f"--top-k {top_k}: expected an integer >= 1")
     waves = [speech.read_wav(f, cfg["sample_rate"]) for f in files]
     clips = speech.from_waveforms(waves, np.zeros(len(waves), np.int64))
-    ds = speech.batches(clips, feature_spec(cfg), duration=cfg["duration"], batch_size=256, frontend=cfg["frontend"])
-    probs = model.predict(ds.map(lambda x, _y: x), verbose=0)
+    probs = np.mean(
+        [
+            model.predict(
+                speech.batches(
+                    clips, feature_spec(cfg), duration=cfg["duration"], batch_size=256, frontend=cfg["frontend"], view=view
+                ).map(lambda x, _y: x),
+                verbose=0,
+            )
+            for view in scoring_views(cfg)
+        ],
+        axis=0,
+    )
     classes = cfg["preprocessing"]["classes"]
     return [{"file": str(f), "top": top} for f, top in zip(files, metrics.top_k(probs, classes, top_k))]
 
@@ -340,11 +359,28 @@ def _faster_batch_norm_averages(model: keras.Model) -> None:
             layer.momentum = 0.9
 
 
-def _score(model: keras.Model, ds: tf.data.Dataset, split: speech.Split, classes: Sequence[str]) -> dict:
-    """Predict every batch of ``ds`` (in order), then the report, per-speaker accuracy and the first misclassified spectrograms."""
+def scoring_views(settings: dict) -> list[speech.View]:
+    """The views a run's test clips are scored through (``--tta-warp``, ``--tta-tempo``), the clip as it is first.
+
+    Test-time augmentation (e.g. Krizhevsky et al. 2012 average ten crops):
+    a model trained on warped voices answers for a clip seen with a
+    slightly shorter and longer vocal tract, and slower and faster, and the
+    answers are averaged. One view when both are 0 (runs from before these
+    options have neither).
+    """
+    warp, tempo = settings.get("tta_warp") or 0.0, settings.get("tta_tempo") or 0.0
+    warps = (1.0, 1.0 - warp, 1.0 + warp) if warp else (1.0,)
+    tempos = (1.0, 1.0 - tempo, 1.0 + tempo) if tempo else (1.0,)
+    return [speech.View(warp=w, tempo=t) for w in warps for t in tempos]
+
+
+def _score(model: keras.Model, views: Sequence[tf.data.Dataset], split: speech.Split, classes: Sequence[str]) -> dict:
+    """Predict every batch of each view of the clips (in order), average the probabilities over the views, then the
+    report, per-speaker accuracy and the first misclassified spectrograms (as the first view shows them)."""
     y_true, probs, wrong = [], [], []
-    for x, y in ds:
-        p = model.predict_on_batch(x)
+    for batches in zip(*views):
+        x, y = batches[0]
+        p = np.mean([np.asarray(model.predict_on_batch(view_x)) for view_x, _ in batches], axis=0)
         y_true.append(y.numpy())
         probs.append(np.asarray(p))
         missed = np.flatnonzero(np.argmax(p, axis=1) != y.numpy())
@@ -428,6 +464,11 @@ def _check(cfg: Config) -> None:
         raise InputError(f"--vtlp {cfg.vtlp}: expected a fraction in [0, 0.5)")
     if not 0 <= cfg.tempo_perturb < 0.5:
         raise InputError(f"--tempo-perturb {cfg.tempo_perturb}: expected a fraction in [0, 0.5)")
+    for flag, value in (("--tta-warp", cfg.tta_warp), ("--tta-tempo", cfg.tta_tempo)):
+        if not 0 <= value < 0.5:
+            raise InputError(f"{flag} {value}: expected a fraction in [0, 0.5)")
+        if value and cfg.frontend != "tf":
+            raise InputError(f"{flag} {value}: works on the power spectrum inside the tf front end; use --frontend tf")
     if not 0 <= cfg.filter_augment <= 20:
         raise InputError(f"--filter-augment {cfg.filter_augment}: expected 0 to 20 dB")
     feature_spec(asdict(cfg)).frames(_num_samples(cfg.duration, cfg.sample_rate))

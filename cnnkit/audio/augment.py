@@ -16,6 +16,8 @@ the same augmented epoch for the same ``--seed``.
 * :func:`stretch_time`: faster or slower speech at the same pitch, the frame
   axis of the power spectrum resampled per utterance (the tempo half of
   Ko et al. 2015's speed perturbation, without its pitch shift).
+* :func:`scale_frequency` and :func:`scale_tempo`: the fixed warps under the
+  two above, also the views of test-time augmentation.
 * :func:`filter_augment`: a random smooth equaliser on the power spectrum,
   another microphone or room per utterance (Nam et al. 2022, "FilterAugment").
 * :func:`spec_augment`: time and frequency masks on the features
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-__all__ = ["fix_length", "time_shift", "speed_perturb", "add_noise", "warp_frequency", "stretch_time", "filter_augment", "spec_augment"]
+__all__ = ["fix_length", "time_shift", "speed_perturb", "add_noise", "warp_frequency", "scale_frequency", "stretch_time", "scale_tempo", "filter_augment", "spec_augment"]
 
 
 def _uniform(seed: tf.Tensor, minval, maxval, dtype=tf.float32, shape=()) -> tf.Tensor:
@@ -108,10 +110,8 @@ def warp_frequency(power: tf.Tensor, max_warp: float, seed: tf.Tensor) -> tf.Ten
     """Scale the frequency axis of each utterance by a factor in [1 - max_warp, 1 + max_warp] (VTLP).
 
     A longer vocal tract puts every formant lower: Jaitly & Hinton (2013)
-    simulate other speakers by warping frequency f to alpha * f. Bin ``k`` of
-    the output takes the power at bin ``k / alpha`` of the input, linearly
-    interpolated; bins that would read above the Nyquist frequency (alpha < 1)
-    repeat the top bin.
+    simulate other speakers by warping frequency f to alpha * f, with
+    :func:`scale_frequency`.
 
     Args:
         power: ``(batch, frames, bins)`` linear power spectrogram.
@@ -121,8 +121,25 @@ def warp_frequency(power: tf.Tensor, max_warp: float, seed: tf.Tensor) -> tf.Ten
     Returns:
         ``(batch, frames, bins)``.
     """
-    batch, bins = tf.shape(power)[0], power.shape[-1]
-    alpha = _uniform(seed, 1.0 - max_warp, 1.0 + max_warp, shape=[batch])
+    alpha = _uniform(seed, 1.0 - max_warp, 1.0 + max_warp, shape=[tf.shape(power)[0]])
+    return scale_frequency(power, alpha)
+
+
+def scale_frequency(power: tf.Tensor, alpha: tf.Tensor) -> tf.Tensor:
+    """Move every frequency f of each utterance to ``alpha * f``.
+
+    Bin ``k`` of the output takes the power at bin ``k / alpha`` of the input,
+    linearly interpolated; bins that would read above the Nyquist frequency
+    (alpha < 1) repeat the top bin.
+
+    Args:
+        power: ``(batch, frames, bins)`` linear power spectrogram.
+        alpha: ``(batch,)`` warp factors (> 0).
+
+    Returns:
+        ``(batch, frames, bins)``.
+    """
+    bins = power.shape[-1]
     source = tf.minimum(tf.range(bins, dtype=tf.float32)[None, :] / alpha[:, None], bins - 1.0)  # (batch, bins)
     below = tf.floor(source)
     weight = (source - below)[:, None, :]
@@ -139,10 +156,7 @@ def stretch_time(power: tf.Tensor, max_rate: float, seed: tf.Tensor) -> tf.Tenso
     Speakers differ in tempo as much as in pitch: in FSDD one speaker says a
     digit in 0.35 s on average, another in 0.57 s. Waveform speed
     perturbation (:func:`speed_perturb`) changes both; resampling the frame
-    axis of the power spectrum changes the tempo alone. About the middle
-    frame ``c``, output frame ``t`` takes the power at input frame
-    ``c + (t - c) * rate``, linearly interpolated; frames read from outside
-    the clip are silent (zero power), as the zero padding of a short clip is.
+    axis of the power spectrum (:func:`scale_tempo`) changes the tempo alone.
 
     Args:
         power: ``(batch, frames, bins)`` linear power spectrogram.
@@ -152,8 +166,25 @@ def stretch_time(power: tf.Tensor, max_rate: float, seed: tf.Tensor) -> tf.Tenso
     Returns:
         ``(batch, frames, bins)``.
     """
-    batch, frames = tf.shape(power)[0], power.shape[-2]
-    rate = _uniform(seed, 1.0 - max_rate, 1.0 + max_rate, shape=[batch])
+    rate = _uniform(seed, 1.0 - max_rate, 1.0 + max_rate, shape=[tf.shape(power)[0]])
+    return scale_tempo(power, rate)
+
+
+def scale_tempo(power: tf.Tensor, rate: tf.Tensor) -> tf.Tensor:
+    """Play each utterance ``rate`` times as fast, about its middle frame.
+
+    Output frame ``t`` takes the power at input frame ``c + (t - c) * rate``
+    (``c`` the middle frame), linearly interpolated; frames read from outside
+    the clip are silent (zero power), as the zero padding of a short clip is.
+
+    Args:
+        power: ``(batch, frames, bins)`` linear power spectrogram.
+        rate: ``(batch,)`` tempo factors (> 0; 1.2 is 20% faster).
+
+    Returns:
+        ``(batch, frames, bins)``.
+    """
+    frames = power.shape[-2]
     middle = (frames - 1) / 2.0
     source = middle + (tf.range(frames, dtype=tf.float32)[None, :] - middle) * rate[:, None]  # (batch, frames)
     below = tf.floor(source)

@@ -51,6 +51,7 @@ __all__ = [
     "SpeechData",
     "load",
     "Augmentation",
+    "View",
     "batches",
 ]
 
@@ -433,6 +434,25 @@ class Augmentation:
         return bool(self.vtlp or self.filter_db or self.tempo_perturb)
 
 
+@dataclass(frozen=True)
+class View:
+    """One fixed test-time view of a clip: its frequencies scaled by ``warp``, its tempo by ``tempo``.
+
+    The deterministic counterpart of the training-time VTLP and tempo
+    perturbation: a model trained on warped voices can be asked about the
+    test clip as a slightly longer or shorter vocal tract and a slower or
+    faster speaker, and its probabilities averaged over the views
+    (test-time augmentation). ``View()`` is the clip as it is.
+    """
+
+    warp: float = 1.0
+    tempo: float = 1.0
+
+    @property
+    def identity(self) -> bool:
+        return self.warp == 1.0 and self.tempo == 1.0
+
+
 def check_frontend(frontend: str, augmentation: Augmentation | None = None) -> None:
     """Raise InputError unless ``frontend`` is known and can apply ``augmentation``'s power-spectrum steps (only ``tf`` can)."""
     if frontend not in FRONTENDS:
@@ -452,6 +472,7 @@ def batches(
     frontend: str = "tf",
     augmentation: Augmentation | None = None,
     seed: int = 0,
+    view: View = View(),
 ) -> tf.data.Dataset:
     """Clips -> fixed-length waveforms -> normalised features, batched.
 
@@ -468,11 +489,14 @@ def batches(
             reference, through ``tf.numpy_function``).
         augmentation: training-time augmentation, or ``None``.
         seed: shuffling and augmentation seed.
+        view: a fixed warp of every clip (evaluation; the ``tf`` front end).
 
     Returns:
         Batches ``(features (batch, frames, bins, 1) float32, labels (batch,) int32)``.
     """
     check_frontend(frontend, augmentation)
+    if not view.identity and frontend != "tf":
+        raise InputError(f"test-time views work on the power spectrum inside the tf front end, not --frontend {frontend}")
     on_power = augmentation is not None and augmentation.on_power
     num_samples = int(round(duration * spec.sample_rate))
     shape = spec.shape(num_samples)
@@ -497,6 +521,8 @@ def batches(
     def features(waveforms, labels, seed=None):
         if on_power:
             x = tf_features_from_power(_augment_power(tf_power(waveforms, spec), seed, spec.sample_rate, augmentation), spec)
+        elif not view.identity:
+            x = tf_features_from_power(_view_power(tf_power(waveforms, spec), view), spec)
         elif frontend == "tf":
             x = tf_features(waveforms, spec)
         else:
@@ -527,6 +553,16 @@ def _librosa_batch(waveforms: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """
     with threadpool_limits(limits=1, user_api="blas"):
         return np.stack([librosa_features(clip, spec) for clip in waveforms])
+
+
+def _view_power(power, view: View):
+    """``(batch, frames, bins)`` power as seen through ``view``."""
+    batch = tf.shape(power)[0]
+    if view.tempo != 1.0:
+        power = augment.scale_tempo(power, tf.fill([batch], view.tempo))
+    if view.warp != 1.0:
+        power = augment.scale_frequency(power, tf.fill([batch], view.warp))
+    return power
 
 
 def _augment_power(power, seed, sample_rate: int, aug: Augmentation):

@@ -141,6 +141,10 @@ def test_bad_options_fail_before_anything_is_written(tmp_path):
         sr.run(sr.Config(tempo_perturb=0.5, out=str(out)))
     with pytest.raises(InputError, match="--tempo-perturb 0.1: works on the power spectrum inside the tf front end"):
         sr.run(sr.Config(tempo_perturb=0.1, frontend="librosa", out=str(out)))
+    with pytest.raises(InputError, match=r"--tta-tempo 0.7: expected a fraction in \[0, 0.5\)"):
+        sr.run(sr.Config(tta_tempo=0.7, out=str(out)))
+    with pytest.raises(InputError, match="--tta-warp 0.1: works on the power spectrum inside the tf front end"):
+        sr.run(sr.Config(tta_warp=0.1, frontend="librosa", out=str(out)))
     with pytest.raises(InputError, match="--fmax 9000: expected above fmin"):
         sr.run(sr.Config(fmax=9000.0, out=str(out)))
     with pytest.raises(InputError, match="shorter than one"):
@@ -158,11 +162,18 @@ def test_cli_help_lists_every_config_field():
 
 
 @pytest.mark.slow
+def test_scoring_views_put_the_clip_as_it_is_first_and_cross_warps_with_tempos():
+    assert sr.scoring_views({}) == [speech.View()]
+    assert sr.scoring_views({"tta_warp": 0.1}) == [speech.View(1.0), speech.View(0.9), speech.View(1.1)]
+    views = sr.scoring_views({"tta_warp": 0.1, "tta_tempo": 0.2})
+    assert len(views) == 9 and views[0].identity and speech.View(1.1, 0.8) in views
+
+
 def test_an_ensemble_run_trains_each_member_and_averages_them(tmp_path, monkeypatch):
     monkeypatch.setattr(speech.synth_speech, "load", functools.partial(synth_speech.load, **TINY_SYNTH))
     cfg = sr.Config(
         sample_rate=8000, duration=0.5, n_mels=20, epochs=1, batch_size=8, quiet=True, ensemble=2,
-        cache_dir=str(tmp_path / "cache"), out=str(tmp_path / "run"), time_shift=0.0,
+        cache_dir=str(tmp_path / "cache"), out=str(tmp_path / "run"), time_shift=0.0, tta_warp=0.1,
     )  # fmt: skip
     result = sr.run(cfg)
     run_dir = tmp_path / "run"
@@ -179,6 +190,7 @@ def test_an_ensemble_run_trains_each_member_and_averages_them(tmp_path, monkeypa
     np.testing.assert_allclose(
         model.predict(x, verbose=0), (first.predict(x, verbose=0) + second.predict(x, verbose=0)) / 2, atol=1e-6
     )
+    # evaluate scores through the run's own three test-time views
     report = sr.evaluate(str(run_dir), "synth-digits", "test", cache_dir=str(tmp_path / "cache"))
     assert report["accuracy"] == pytest.approx(result["test_accuracy"])
     with pytest.raises(InputError, match="--ensemble 0: expected 1 to 16 models"):

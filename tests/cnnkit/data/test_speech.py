@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
+import tensorflow as tf
 
-from cnnkit.audio.features import FeatureSpec
+from cnnkit.audio import augment
+from cnnkit.audio.features import FeatureSpec, normalise, tf_features_from_power, tf_power
 from cnnkit.data import speech
 from cnnkit.errors import InputError
 
@@ -178,6 +180,21 @@ def test_batches_pad_crop_and_featurise_in_order():
     reference = speech.batches(split, spec, duration=0.5, batch_size=3, frontend="librosa")
     np.testing.assert_allclose(next(iter(reference))[0].numpy(), x, atol=1e-2)
     np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _ in ds]), x)  # second pass, from the cache
+
+
+def test_a_test_time_view_warps_the_power_spectrum_before_the_features():
+    clips = [np.sin(0.05 * np.arange(6000) ** 1.1).astype(np.float32) * 0.3]
+    split = speech.from_waveforms(clips, np.array([0]), ["a"])
+    spec = FeatureSpec(sample_rate=8000, n_mels=20)
+    view = speech.View(warp=1.1, tempo=0.9)
+    seen = next(iter(speech.batches(split, spec, duration=0.5, batch_size=1, view=view)))[0]
+    power = tf_power(tf.constant(clips[0][1000:5000][None]), spec)  # the centred 0.5 s
+    warped = augment.scale_frequency(augment.scale_tempo(power, tf.constant([0.9])), tf.constant([1.1]))
+    np.testing.assert_allclose(seen[..., 0], normalise(tf_features_from_power(warped, spec)), atol=1e-4)
+    plain = next(iter(speech.batches(split, spec, duration=0.5, batch_size=1, view=speech.View())))[0]
+    assert np.abs(plain - seen).max() > 0.1
+    with pytest.raises(InputError, match="test-time views work on the power spectrum inside the tf front end"):
+        speech.batches(split, spec, duration=0.5, batch_size=1, frontend="librosa", view=view)
 
 
 def test_evaluation_batches_above_the_cache_budget_are_recomputed(monkeypatch):
