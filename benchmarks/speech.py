@@ -20,11 +20,15 @@ Prints one JSON object. Every figure has its anchor measured in the same run:
 * ``epoch_seconds``: the median training epoch of our model (official split;
   with ``--ensemble N``, one epoch of each of the N members).
 
+With ``--tta-warp X`` our test score averages each clip's probabilities over
+frequency warps 1-X, 1 and 1+X (test-time augmentation; ``--tta-tempo`` the
+same over tempos).
+
 With ``--ensemble N`` each of our runs trains N models (seeds ``--seed`` to
 ``--seed + N - 1``) and averages their probabilities; every member's own
 accuracy is reported too (``ours_member0`` is the single-model figure).
 
-Usage: ``python benchmarks/speech.py [--epochs 20] [--model dscnn] [--vtlp 0.15] [--filter-augment 3] [--sample-rate 16000] [--speed-perturb 0] [--tempo-perturb 0] [--extra-train synth-digits] [--ensemble 1] [--speakers george,theo] [--skip-loso | --frontend-only]``
+Usage: ``python benchmarks/speech.py [--epochs 20] [--model dscnn] [--vtlp 0.15] [--filter-augment 3] [--sample-rate 16000] [--speed-perturb 0] [--tempo-perturb 0] [--tta-warp 0] [--tta-tempo 0] [--extra-train synth-digits] [--ensemble 1] [--speakers george,theo] [--skip-loso | --frontend-only]``
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ def ours(split: str, args, out: Path) -> dict:
         sample_rate=args.sample_rate,
         speed_perturb=args.speed_perturb,
         tempo_perturb=args.tempo_perturb,
+        tta_warp=args.tta_warp,
+        tta_tempo=args.tta_tempo,
         extra_train=args.extra_train,
         quiet=True,
         out=str(out),
@@ -172,6 +178,8 @@ def main() -> None:
     parser.add_argument(
         "--tempo-perturb", type=float, default=0.0, help="our recipe's tempo change at the same pitch (train-speech --tempo-perturb)"
     )
+    parser.add_argument("--tta-warp", type=float, default=0.0, help="our test-time frequency warps (train-speech --tta-warp)")
+    parser.add_argument("--tta-tempo", type=float, default=0.0, help="our test-time tempos (train-speech --tta-tempo)")
     parser.add_argument(
         "--extra-train", default="synth-digits", help="our recipe's extra training voices (train-speech --extra-train; '' for none)"
     )
@@ -186,7 +194,7 @@ def main() -> None:
         print(json.dumps({"skipped": f"{FSDD} is absent"}))
         return
     report = {"dataset": str(FSDD), "model": args.model, "epochs": args.epochs}
-    recipe = ("vtlp", "filter_augment", "sample_rate", "speed_perturb", "tempo_perturb", "extra_train", "ensemble")
+    recipe = ("vtlp", "filter_augment", "sample_rate", "speed_perturb", "tempo_perturb", "tta_warp", "tta_tempo", "extra_train", "ensemble")
     report["recipe"] = {name: getattr(args, name) for name in recipe}
     if args.tutorial_only:
         loso = {speaker: tutorial(f"speaker:{speaker}", args.seed) for speaker in args.speakers.split(",")}
