@@ -298,11 +298,7 @@ def evaluate(
     if part.size == 0:
         raise InputError(f"--subset '{subset}': no clips of {dataset} fall in it")
     part = _relabelled(part, data.classes, cfg["preprocessing"]["classes"], dataset)
-    views = [
-        speech.batches(part, feature_spec(cfg), duration=cfg["duration"], batch_size=256, frontend=cfg["frontend"], view=view)
-        for view in scoring_views(cfg)
-    ]
-    scores = _score(model, views, part, cfg["preprocessing"]["classes"])
+    scores = _score(model, _scoring_batches(part, cfg), part, cfg["preprocessing"]["classes"])
     return {
         "dataset": dataset,
         "subset": subset,
@@ -329,18 +325,7 @@ def predict(run_dir: str, files: Sequence[str], top_k: int = 5) -> list[dict]:
         raise InputError(f"--top-k {top_k}: expected an integer >= 1")
     waves = [speech.read_wav(f, cfg["sample_rate"]) for f in files]
     clips = speech.from_waveforms(waves, np.zeros(len(waves), np.int64))
-    probs = np.mean(
-        [
-            model.predict(
-                speech.batches(
-                    clips, feature_spec(cfg), duration=cfg["duration"], batch_size=256, frontend=cfg["frontend"], view=view
-                ).map(lambda x, _y: x),
-                verbose=0,
-            )
-            for view in scoring_views(cfg)
-        ],
-        axis=0,
-    )
+    probs = np.mean([model.predict(ds.map(lambda x, _y: x), verbose=0) for ds in _scoring_batches(clips, cfg)], axis=0)
     classes = cfg["preprocessing"]["classes"]
     return [{"file": str(f), "top": top} for f, top in zip(files, metrics.top_k(probs, classes, top_k))]
 
@@ -372,6 +357,14 @@ def scoring_views(settings: dict) -> list[speech.View]:
     warps = (1.0, 1.0 - warp, 1.0 + warp) if warp else (1.0,)
     tempos = (1.0, 1.0 - tempo, 1.0 + tempo) if tempo else (1.0,)
     return [speech.View(warp=w, tempo=t) for w in warps for t in tempos]
+
+
+def _scoring_batches(clips: speech.Split, cfg: dict) -> list[tf.data.Dataset]:
+    """``clips`` featurised as a finished run's inputs, once per view of :func:`scoring_views`."""
+    return [
+        speech.batches(clips, feature_spec(cfg), duration=cfg["duration"], batch_size=256, frontend=cfg["frontend"], view=view)
+        for view in scoring_views(cfg)
+    ]
 
 
 def _score(model: keras.Model, views: Sequence[tf.data.Dataset], split: speech.Split, classes: Sequence[str]) -> dict:
