@@ -336,7 +336,7 @@ def compress_eval(as_json: bool, **options) -> None:
 @click.option("--lr", default=3e-4, show_default=True, help="Peak Adam learning rate.")
 @click.option("--holdout", default=5, show_default=True, help="Photos held out for validation.")
 @click.option("--epoch-steps", default=250, show_default=True, help="Steps between validations and checkpoints.")
-@click.option("--init", default=None, help="Start from this run folder's model (fine-tune another --lmbda).")
+@click.option("--init", default=None, help="Start from a run folder's model or a codec file (fine-tune another --lmbda; a factorized one warm-starts hyperprior's transforms).")
 @click.option("--quality", default=1, show_default=True, help="Quality level recorded in the exported codec file.")
 @click.option("--seed", default=0, show_default=True, help="Random seed.")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | gpu.")

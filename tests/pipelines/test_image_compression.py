@@ -321,6 +321,34 @@ def test_train_hyperprior_then_encode_decode_and_eval_with_its_codec_file(large_
     assert [p["quality"] for p in json.loads(result.output)["codec"]] == [2]
 
 
+def test_a_factorized_codec_file_warm_starts_the_hyperprior_transforms_and_nothing_else(weights, large_photos, tmp_path):
+    from cnnkit.codec import codec, models
+
+    cfg = image_compression.TrainConfig(
+        images=str(large_photos), model="hyperprior", filters=4, latent=4, patch=64, batch=1, holdout=1,
+        steps=1, epoch_steps=1, init=str(weights / "factorized-q2.npz"), out=str(tmp_path / "run"),
+    )
+    source = image_compression._init_source(cfg)
+    assert (source.architecture, source.is_codec_file) == ("factorized", True)
+    factorized = codec.load(weights / "factorized-q2.npz").model
+    hyperprior = models.build("hyperprior", filters=4, latent=4, lmbda=0.01)
+    fresh_hyper = [w.copy() for w in hyperprior.hyper_analysis.get_weights()]
+    image_compression._start_from(hyperprior, source)
+    for mine, theirs in ((hyperprior.analysis, factorized.analysis), (hyperprior.synthesis, factorized.synthesis)):
+        assert all(np.array_equal(a, b) for a, b in zip(mine.get_weights(), theirs.get_weights(), strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(hyperprior.hyper_analysis.get_weights(), fresh_hyper, strict=True))
+    assert image_compression.train(cfg)["steps"] == 1
+    # The other way gives the factorized model no prior for y, and the sizes must match.
+    with pytest.raises(InputError, match=r"--init '.*hyperprior-q1.npz': a run of \{'model': 'hyperprior'"):
+        image_compression.train(dataclasses.replace(cfg, model="factorized", patch=32, init=str(tmp_path / "run" / "hyperprior-q1.npz"),
+                                                    out=str(tmp_path / "other")))
+    with pytest.raises(InputError, match=r"a run of \{'model': 'factorized', 'filters': 4, 'latent': 4\}; this run is \{'model': 'hyperprior', 'filters': 8"):
+        image_compression.train(dataclasses.replace(cfg, filters=8, out=str(tmp_path / "other")))
+    with pytest.raises(InputError, match="--init '.*missing.npz': no such codec file"):
+        image_compression.train(dataclasses.replace(cfg, init=str(tmp_path / "missing.npz"), out=str(tmp_path / "other")))
+    assert not (tmp_path / "other").exists()
+
+
 def test_train_hyperprior_refuses_a_patch_that_is_not_a_multiple_of_64(large_photos):
     with pytest.raises(Exception, match="--patch 32: expected a positive multiple of 64 for --model hyperprior"):
         image_compression.train(image_compression.TrainConfig(images=str(large_photos), model="hyperprior", patch=32))
