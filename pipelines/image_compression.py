@@ -497,9 +497,8 @@ def _validation(images: list[np.ndarray], patch: int, batch: int) -> tf.data.Dat
 
 
 # --init across architectures: (from, to). The scale hyperprior's analysis and synthesis transforms
-# are the factorized model's (Balle et al. 2018, sec. 3), so a trained factorized codec gives them a
-# warm start; only h_a, h_s and the prior of z begin from scratch. On 2 CPU cores that spares the
-# hours the transforms take to learn.
+# are the factorized model's (Balle et al. 2018 add h_a and h_s to the 2017 model), so a trained
+# factorized codec gives them a warm start; only h_a, h_s and the prior of z begin from scratch.
 WARM_STARTS = {("factorized", "hyperprior")}
 
 
