@@ -2,7 +2,7 @@
 # Train the `hyperprior` codec (Balle et al. 2018) at the six quality levels of the shipped `factorized`
 # one, each warm-started from the factorized codec file of its level (--init FILE.npz: the analysis and
 # synthesis transforms; h_a, h_s and the prior of z start fresh) and trained at that level's lambda.
-# About 8 minutes per level on 2 CPU cores. The codec files are not shipped (six files of 5 MB would
+# About 8 minutes per level on 2 CPU cores. The codec files are not shipped (six files of 5.6 MB would
 # overrun the 20 MB weights budget): run this, then `compress eval --model hyperprior --weights RUNS/all`.
 # Usage: data/weights/train-hyperprior.sh [PHOTOS_DIR] [RUNS_DIR]   (from the repository root; resumable)
 set -euo pipefail
