@@ -254,6 +254,16 @@ def _weights_option(function):
     )(function)
 
 
+def _refine_option(function):
+    return click.option(
+        "--refine",
+        default=0,
+        show_default=True,
+        type=click.IntRange(min=0),
+        help="Encoder-side latent refinement steps per image (Yang et al. 2020): better RD, slower encode, same decoder.",
+    )(function)
+
+
 @main.group(invoke_without_command=True)
 @click.option("--out", default=None, help="Report folder (default runs/compress-<time>).")
 @click.option("--quality", default=3, show_default=True, help="Quality level of the .cnz files (1 = lowest rate).")
@@ -261,6 +271,7 @@ def _weights_option(function):
 @_weights_option
 @click.option("--max-side", default=None, type=int, help="Shrink the sample photos to at most this many pixels per side.")
 @click.option("--crop", default=128, show_default=True, help="Side of the side-by-side crops.")
+@_refine_option
 @click.pass_context
 def compress(ctx: click.Context, **options) -> None:
     """Learned image compression to .cnz files, measured against JPEG and WebP.
@@ -282,6 +293,7 @@ def compress(ctx: click.Context, **options) -> None:
 @click.option("--quality", default=3, show_default=True, help="Quality level (1 = lowest rate).")
 @click.option("--model", default="factorized", show_default=True, help="Codec: factorized, lecture-ae or hyperprior.")
 @_weights_option
+@_refine_option
 def compress_encode(**options) -> None:
     """Compress PNG/JPEG/BMP images (any size; grey stays grey, other modes become RGB) to .cnz."""
     from pipelines import image_compression
@@ -304,6 +316,7 @@ def compress_decode(**options) -> None:
 @click.option("--images", required=True, help="Folder of images to measure on.")
 @click.option("--model", default="factorized", show_default=True, help="Codec: factorized, lecture-ae or hyperprior.")
 @_weights_option
+@_refine_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (codec, jpeg, webp, bd_rate).")
 def compress_eval(as_json: bool, **options) -> None:
     """Rate-distortion of every quality level against JPEG (4:2:0) and WebP, with BD-rates."""

@@ -7,11 +7,15 @@ Prints one JSON object:
   of every quality level, JPEG (4:2:0) and WebP PSNR at the codec's rates, the
   BD-rates, and PSNR of all three at the target rates 0.25 / 0.5 / 1.0 bpp
   (linear in log-rate between measured points; null outside them);
+* ``rd_refined`` (with ``--refine N``): the same, with N steps of encoder-side
+  latent refinement per image and level (Yang et al. 2020; same decoder), so the
+  gain is measured against ``rd`` in the same run;
 * ``speed``: encode and decode megapixels per second on a 768x512 photo (median
   of 5 runs after a warm-up), next to Pillow's JPEG encoder on the same image
-  as the anchor measured in the same run.
+  as the anchor measured in the same run; with ``--refine N``, also the
+  refined encode (one run).
 
-Usage: python benchmarks/compression.py [--weights DIR] [--quality Q]
+Usage: python benchmarks/compression.py [--weights DIR] [--quality Q] [--refine N] [--held-out-only]
 """
 
 from __future__ import annotations
@@ -61,19 +65,26 @@ def main() -> None:
     parser.add_argument("--weights", default=None, help="codec files folder (default: the shipped data/weights)")
     parser.add_argument("--model", default="factorized")
     parser.add_argument("--quality", type=int, default=3, help="quality level timed for speed")
+    parser.add_argument("--refine", type=int, default=0, help="also measure N steps of encoder-side latent refinement")
+    parser.add_argument("--held-out-only", action="store_true", help="skip the scikit-image photos")
     args = parser.parse_args()
+    image_compression.check_refine(args.refine)
 
     codecs = image_compression.load_codecs(args.weights, args.model)
     sets = {"scikit-image": list(image_compression.sample_photos().values())}
     if PHOTOS.is_dir():
         _, held_out = image_compression.split_holdout(image_compression.list_images(PHOTOS), HOLDOUT)
-        sets = {"photos-held-out": [image_compression.read_pixels(p) for p in held_out], **sets}
-    rd = {}
-    for name, images in sets.items():
-        report = image_compression.rd_report(codecs, images)
-        rd[name] = {"images": len(images), **report, "psnr_at_target_bpp": _at_targets(report)}
+        held_out_set = {"photos-held-out": [image_compression.read_pixels(p) for p in held_out]}
+        sets = held_out_set if args.held_out_only else {**held_out_set, **sets}
+    results = {}
+    for key, refine_steps in (("rd", 0), ("rd_refined", args.refine)) if args.refine else (("rd", 0),):
+        results[key] = {}
+        for name, images in sets.items():
+            report = image_compression.rd_report(codecs, images, refine_steps)
+            results[key][name] = {"images": len(images), **report, "psnr_at_target_bpp": _at_targets(report)}
+            print(f"{key} {name}: {results[key][name]['psnr_at_target_bpp']}", file=sys.stderr, flush=True)
 
-    photo = sets.get("photos-held-out", sets["scikit-image"])[0]
+    photo = next(iter(sets.values()))[0]  # a held-out photo when there are any
     pixels = np.asarray(Image.fromarray(photo).resize((768, 512), Image.Resampling.LANCZOS))
     codec = codecs[args.quality]
     data = codec.encode(pixels)
@@ -93,7 +104,12 @@ def main() -> None:
         "encode_vs_jpeg_ratio": encode_s / jpeg_s,
         "cpu_count": os.cpu_count(),
     }
-    print(json.dumps({"model": args.model, "rd": rd, "speed": speed}, indent=2))
+    if args.refine:
+        start = time.perf_counter()
+        codec.encode(pixels, args.refine)
+        speed["refined_encode_seconds"] = time.perf_counter() - start
+        speed["refine_steps"] = args.refine
+    print(json.dumps({"model": args.model, **results, "speed": speed}, indent=2))
 
 
 if __name__ == "__main__":

@@ -122,19 +122,25 @@ def load_codecs(weights: str | None, model: str) -> dict[int, codec.Codec]:
     return {q: codec.load(path) for q, path in codec.find(weights or WEIGHTS_DIR, model).items()}
 
 
+def check_refine(steps: int) -> None:
+    """Raise InputError unless ``steps`` (``--refine``) is a count of refinement steps."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise InputError(f"--refine {steps!r}: expected a whole number of steps, 0 (off) or more")
+
+
 def _pick(codecs: dict[int, codec.Codec], quality: int) -> codec.Codec:
     if quality not in codecs:
         raise InputError(f"--quality {quality}: not available; expected one of: {', '.join(map(str, codecs))}")
     return codecs[quality]
 
 
-def rate_distortion(codec_: codec.Codec, pixels: np.ndarray) -> tuple[dict, bytes, np.ndarray]:
-    """Encode and decode one image; measure the real file rate and the distortion.
+def rate_distortion(codec_: codec.Codec, pixels: np.ndarray, refine_steps: int = 0) -> tuple[dict, bytes, np.ndarray]:
+    """Encode (with ``refine_steps`` of latent refinement) and decode one image; measure the real file rate and the distortion.
 
     Returns:
         ``({"bpp", "psnr", "ms_ssim", "ms_ssim_scales"}, file bytes, decoded pixels)``.
     """
-    data = codec_.encode(pixels)
+    data = codec_.encode(pixels, refine_steps)
     decoded = codec_.decode(data)
     ssim, scales = metrics.ms_ssim(pixels, decoded)
     point = {
@@ -157,12 +163,13 @@ def _mean_points(points: list[dict]) -> dict:
     }
 
 
-def rd_report(codecs: dict[int, codec.Codec], images: list[np.ndarray]) -> dict:
+def rd_report(codecs: dict[int, codec.Codec], images: list[np.ndarray], refine_steps: int = 0) -> dict:
     """RD points of every quality level, JPEG/WebP sweeps interpolated at those rates, and BD-rates.
 
     Args:
         codecs: quality -> codec.
         images: uint8 pixels, grey or RGB.
+        refine_steps: latent refinement steps per encode (see :func:`cnnkit.codec.refine.refine_latents`).
 
     Returns:
         ``{"codec": [{"quality", "bpp", "psnr", "ms_ssim", ...}], "jpeg": {...},
@@ -172,9 +179,9 @@ def rd_report(codecs: dict[int, codec.Codec], images: list[np.ndarray]) -> dict:
     rgb = [np.repeat(p[..., None], 3, axis=-1) if p.ndim == 2 else p for p in images]
     points = []
     for quality, codec_ in codecs.items():
-        per_image = [rate_distortion(codec_, pixels)[0] for pixels in images]
+        per_image = [rate_distortion(codec_, pixels, refine_steps)[0] for pixels in images]
         points.append({"quality": quality, **_mean_points(per_image)})
-    report: dict = {"codec": points}
+    report: dict = {"refine_steps": refine_steps, "codec": points}
     for name in baselines.CODECS:
         curve = baselines.sweep(rgb, name)
         report[name] = {
@@ -204,6 +211,7 @@ class Config:
     weights: str | None = None  # folder of codec files; None: the shipped ones
     max_side: int | None = None  # shrink the sample photos to at most this many pixels per side (quick runs)
     crop: int = 128  # side of the side-by-side crops
+    refine: int = 0  # encoder-side latent refinement steps per photo (slower encode, same decoder); 0 = off
 
 
 def sample_photos(max_side: int | None = None) -> dict[str, np.ndarray]:
@@ -232,13 +240,14 @@ def run(cfg: Config) -> dict:
     Returns:
         The report.
     """
+    check_refine(cfg.refine)
     codecs = load_codecs(cfg.weights, cfg.model)
     chosen = _pick(codecs, cfg.quality)
     out = _output_dir(cfg.out or runs.default_out("compress"))
     photos = sample_photos(cfg.max_side)
     per_photo, crops = {}, {}
     for name, pixels in photos.items():
-        point, data, decoded = rate_distortion(chosen, pixels)
+        point, data, decoded = rate_distortion(chosen, pixels, cfg.refine)
         _write_bytes(data, out / f"{name}.cnz")
         _write_png(decoded, out / f"{name}.png")
         row = {"height": pixels.shape[0], "width": pixels.shape[1], "bytes": len(data), **point}
@@ -263,7 +272,7 @@ def run(cfg: Config) -> dict:
         "latent_ratio": chosen.model.latent_ratio(),
         "photos": per_photo,
         "mean": mean,
-        "rd": rd_report(codecs, list(photos.values())),
+        "rd": rd_report(codecs, list(photos.values()), cfg.refine),
     }
     runs.write_json(out / "report.json", report)
     _plot_rd(report["rd"], out / "rd.png", f"{cfg.model} on {', '.join(photos)}")
@@ -330,6 +339,7 @@ class EncodeConfig:
     quality: int = 3  # quality level, 1 = lowest rate
     model: str = "factorized"  # codec architecture
     weights: str | None = None  # folder of codec files <model>-q<quality>.npz; None: the shipped ones
+    refine: int = 0  # encoder-side latent refinement steps per image (slower encode, same decoder); 0 = off
 
 
 @dataclass(frozen=True)
@@ -350,12 +360,13 @@ def encode(cfg: EncodeConfig) -> list[dict]:
     Raises:
         InputError: unreadable input, unknown model or quality.
     """
+    check_refine(cfg.refine)
     codec_ = _pick(load_codecs(cfg.weights, cfg.model), cfg.quality)
     out = _output_dir(cfg.out)
     results = []
     for path in map(Path, cfg.inputs):
         pixels = read_pixels(path)
-        data = codec_.encode(pixels)
+        data = codec_.encode(pixels, cfg.refine)
         target = out / f"{path.stem}.cnz"
         _write_bytes(data, target)
         height, width = pixels.shape[:2]
@@ -421,6 +432,7 @@ class EvalConfig:
     images: str  # folder of images to measure on
     model: str = "factorized"  # codec architecture
     weights: str | None = None  # folder of codec files; None: the shipped ones
+    refine: int = 0  # encoder-side latent refinement steps per image and level; 0 = off
 
 
 def evaluate(cfg: EvalConfig) -> dict:
@@ -429,9 +441,10 @@ def evaluate(cfg: EvalConfig) -> dict:
     Returns:
         See :func:`rd_report`, plus ``"images"`` (how many were measured).
     """
+    check_refine(cfg.refine)
     codecs = load_codecs(cfg.weights, cfg.model)
     images = [read_pixels(p) for p in list_images(cfg.images)]
-    return {"images": len(images), **rd_report(codecs, images)}
+    return {"images": len(images), **rd_report(codecs, images, cfg.refine)}
 
 
 # --- train --------------------------------------------------------------------

@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from cnnkit.codec import bitstream, entropy, models
+from cnnkit.codec import bitstream, entropy, models, refine
 from cnnkit.errors import InputError
 
 __all__ = ["Codec", "save", "load", "find", "to_pixels"]
@@ -72,11 +72,14 @@ class Codec:
     def name(self) -> str:
         return self.model.architecture
 
-    def encode(self, pixels: np.ndarray) -> bytes:
+    def encode(self, pixels: np.ndarray, refine_steps: int = 0) -> bytes:
         """Compress an image to the bytes of a ``.cnz`` file.
 
         Args:
             pixels: ``(height, width)`` grey or ``(height, width, 3)`` RGB, uint8.
+            refine_steps: steps of encoder-side latent refinement
+                (:func:`cnnkit.codec.refine.refine_latents`); 0 codes the
+                analysis transform's latents. Any value decodes the same way.
 
         Returns:
             The ``.cnz`` bytes.
@@ -86,16 +89,18 @@ class Codec:
         rgb = np.repeat(pixels[..., None], 3, axis=-1) if channels == 1 else pixels
         step = self.model.pad_multiple
         padded = np.pad(rgb, ((0, -height % step), (0, -width % step), (0, 0)), mode="edge")
-        y = self.model.analysis(tf.constant(padded[None], tf.float32) / 255.0)
+        x = tf.constant(padded[None], tf.float32) / 255.0
+        latents = refine.refine_latents(self.model, x, self.model.encoder_latents(x), refine_steps)
         header = bitstream.Header(self.name, self.weights_hash, self.quality, height, width, channels)
-        return bitstream.pack(header, self._encode_latents(y))
+        return bitstream.pack(header, self._encode_latents(latents))
 
-    def _encode_latents(self, y: tf.Tensor) -> bytes:
-        """The payload for ``y`` ``(1, height/16, width/16, latent)`` (see the module docstring)."""
-        y_hat = np.round(y.numpy()[0]).astype(np.int32)
+    def _encode_latents(self, latents: dict[str, tf.Tensor]) -> bytes:
+        """The payload for continuous ``latents`` (``y`` ``(1, height/16, width/16, latent)``, and ``z``
+        for the hyperprior), rounded here (see the module docstring)."""
+        y_hat = np.round(latents["y"].numpy()[0]).astype(np.int32)
         if self.gaussian is None:
             return entropy.encode_symbols(y_hat, self.tables)
-        z_hat = np.round(self.model.hyper_analysis(tf.abs(y)).numpy()[0]).astype(np.int32)
+        z_hat = np.round(latents["z"].numpy()[0]).astype(np.int32)
         z_part = entropy.encode_symbols(z_hat, self.tables)
         y_part = entropy.encode_indexed(y_hat, self._scale_indexes(z_hat), self.gaussian)
         return _Z_LENGTH.pack(len(z_part)) + z_part + y_part

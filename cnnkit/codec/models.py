@@ -147,18 +147,43 @@ class ImageCodec(keras.Model):
         """
         y = self.analysis(x)
         y_hat = _quantise(y, training)
-        likelihoods = self.prior(y_hat)
+        likelihoods = self.latent_likelihoods({"y": y_hat})
         x_hat = self.synthesis(y_hat)
         return {"y": y, "y_hat": y_hat, "likelihoods": likelihoods, "x_hat": x_hat}
 
+    def encoder_latents(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The continuous latents the encoder rounds and codes: ``{"y": g_a(x)}``.
+
+        Args:
+            x: ``(batch, height, width, 3)`` float32 in [0, 1], height and width multiples of :attr:`pad_multiple`.
+        """
+        return {"y": self.analysis(x)}
+
+    def latent_likelihoods(self, latents_hat: dict[str, tf.Tensor]) -> tf.Tensor:
+        """``p(y_hat)`` under the factorized prior, shaped like ``latents_hat["y"]``.
+
+        ``latents_hat`` holds rounded, noisy or relaxed latents, as from :meth:`encoder_latents`.
+        """
+        return self.prior(latents_hat["y"])
+
+    def rate_distortion_loss(self, x: tf.Tensor, latents_hat: dict[str, tf.Tensor]) -> tf.Tensor:
+        """Eq. (2) ``R + lmbda * D`` of one set of latents: bits per pixel of every latent, plus ``lmbda`` x 8-bit MSE.
+
+        Args:
+            x: ``(batch, height, width, 3)`` float32 in [0, 1].
+            latents_hat: the latents of ``x`` (keys as :meth:`encoder_latents`), rounded or relaxed.
+
+        Returns:
+            Scalar float32.
+        """
+        x_hat = tf.clip_by_value(self.synthesis(latents_hat["y"]), 0.0, 1.0)
+        return _bits_per_pixel(self.latent_likelihoods(latents_hat), x) + self.lmbda * _mse_8bit(x, x_hat)
+
     def _rate_distortion(self, x, training):
         out = self(x, training=training)
-        num_pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
-        # The rate sums over every latent coded: y alone, or y and the side information z.
-        bits = tf.add_n([tf.reduce_sum(-tf.math.log(p)) for p in tf.nest.flatten(out["likelihoods"])]) / np.log(2.0)
-        bpp = bits / num_pixels
+        bpp = _bits_per_pixel(out["likelihoods"], x)
         x_hat = out["x_hat"] if training else tf.clip_by_value(out["x_hat"], 0.0, 1.0)
-        mse = tf.reduce_mean(tf.square(x - x_hat)) * 255.0**2
+        mse = _mse_8bit(x, x_hat)
         loss = bpp + self.lmbda * mse
         self.loss_tracker.update_state(loss)
         self.bpp_tracker.update_state(bpp)
@@ -195,6 +220,18 @@ class ImageCodec(keras.Model):
     def latent_ratio(self) -> float:
         """Number of latent values per input value (``latent / (16 * 16 * 3)``)."""
         return self.latent / (DOWNSAMPLING * DOWNSAMPLING * 3)
+
+
+def _bits_per_pixel(likelihoods, x: tf.Tensor) -> tf.Tensor:
+    """``R``: ``-log2`` of every likelihood coded (``y`` alone, or ``y`` and the side information ``z``), per pixel of ``x``."""
+    num_pixels = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+    bits = tf.add_n([tf.reduce_sum(-tf.math.log(p)) for p in tf.nest.flatten(likelihoods)]) / np.log(2.0)
+    return bits / num_pixels
+
+
+def _mse_8bit(x: tf.Tensor, x_hat: tf.Tensor) -> tf.Tensor:
+    """``D``: mean squared error on the 0..255 scale of images in [0, 1]."""
+    return tf.reduce_mean(tf.square(x - x_hat)) * 255.0**2
 
 
 def _quantise(latent: tf.Tensor, training: bool) -> tf.Tensor:
@@ -243,14 +280,24 @@ class ScaleHyperprior(ImageCodec):
             when training), ``sigma`` shaped like ``y``, ``likelihoods`` ``{"y": like
             y, "z": like z}`` and ``x_hat`` shaped like ``x``.
         """
-        y = self.analysis(x)
-        z = self.hyper_analysis(tf.abs(y))
+        latents = self.encoder_latents(x)
+        y, z = latents["y"], latents["z"]
         z_hat = _quantise(z, training)
         sigma = self.scales(z_hat)
         y_hat = _quantise(y, training)
         likelihoods = {"y": gaussian_likelihood(y_hat, sigma), "z": self.prior(z_hat)}
         x_hat = self.synthesis(y_hat)
         return {"y": y, "y_hat": y_hat, "z": z, "z_hat": z_hat, "sigma": sigma, "likelihoods": likelihoods, "x_hat": x_hat}
+
+    def encoder_latents(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        """``{"y": g_a(x), "z": h_a(|y|)}`` (``x`` as :meth:`ImageCodec.encoder_latents`, sides multiples of 64)."""
+        y = self.analysis(x)
+        return {"y": y, "z": self.hyper_analysis(tf.abs(y))}
+
+    def latent_likelihoods(self, latents_hat: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """``{"y": p(y_hat | sigma(z_hat)), "z": p(z_hat)}`` of rounded, noisy or relaxed latents."""
+        z_hat = latents_hat["z"]
+        return {"y": gaussian_likelihood(latents_hat["y"], self.scales(z_hat)), "z": self.prior(z_hat)}
 
     def latent_ratio(self) -> float:
         """Number of coded values per input value: ``y`` plus the side information ``z``."""

@@ -105,6 +105,21 @@ def test_unknown_quality_and_model_are_input_errors(weights, photos, tmp_path):
     assert result.exit_code == 2 and "--model 'vq': unknown" in result.output
 
 
+def test_refine_encodes_files_the_same_decoder_reads_and_a_negative_count_is_refused(weights, photos, tmp_path):
+    source = str(photos / "000.png")
+    result = _invoke("compress", "encode", source, "-o", str(tmp_path / "cnz"), "--weights", str(weights), "--refine", "3")
+    assert result.exit_code == 0, result.output
+    result = _invoke("compress", "decode", str(tmp_path / "cnz" / "000.cnz"), "-o", str(tmp_path / "png"), "--weights", str(weights))
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "png" / "000.png") as decoded, Image.open(source) as original:
+        assert decoded.size == original.size
+    result = CliRunner().invoke(main, ["compress", "eval", "--images", str(photos), "--weights", str(weights), "--refine", "-1"])
+    assert result.exit_code == 2 and "-1 is not in the range x>=0" in result.output
+    with pytest.raises(InputError, match="--refine -2: expected a whole number of steps"):
+        image_compression.encode(image_compression.EncodeConfig(inputs=(source,), out=str(tmp_path / "x"), weights=str(weights), refine=-2))
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.slow
 def test_eval_json_has_the_agreed_keys(weights, photos):
     result = _invoke("compress", "eval", "--images", str(photos), "--weights", str(weights), "--json")
