@@ -269,6 +269,7 @@ def run(cfg: Config) -> dict:
         "out": str(out),
         "model": cfg.model,
         "quality": cfg.quality,
+        "refine_steps": cfg.refine,
         "latent_ratio": chosen.model.latent_ratio(),
         "photos": per_photo,
         "mean": mean,
