@@ -14,6 +14,10 @@ dropped). Images are padded to a multiple of the model's ``pad_multiple`` (16,
 or 64 for ``hyperprior``) by repeating edge pixels, and the decoder crops the
 padding away again.
 
+Encoding may first refine the latents for the image
+(:mod:`cnnkit.codec.refine`, ``refine_steps``); the payload and the decoder
+are the same either way.
+
 Payload: the factorized models send ``y_hat`` as
 :func:`cnnkit.codec.entropy.encode_symbols` codes it. The ``hyperprior`` model
 sends ``n`` (4 bytes, big-endian), then the ``n`` bytes of ``z_hat`` coded with

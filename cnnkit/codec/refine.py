@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["refine_latents", "DEFAULT_LEARNING_RATE"]
+__all__ = ["refine_latents", "stochastic_soft_round", "DEFAULT_LEARNING_RATE"]
 
 # Adam step on the latents, in quantisation bins. 0.05 gained the most in 400 steps on held-out
 # photos at three quality levels (0.02 was slower, 0.1 with a sharper annealing diverged).
