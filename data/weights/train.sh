@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Retrain the shipped `factorized` codec exactly as it was made: a base model at a middle lambda,
 # three longer runs at quality 3's lambda, then a short fine-tune from that per other quality level
-# (much cheaper than training each level from scratch), then 3,000 more steps of every level.
+# (much cheaper than training each level from scratch), then two rounds of 3,000 more steps of every level.
 # Usage: data/weights/train.sh [PHOTOS_DIR] [RUNS_DIR]   (from the repository root)
 # Every stage is resumable: rerun the script after an interruption; finished stages are skipped.
 set -euo pipefail
@@ -31,11 +31,17 @@ for q_lmbda in 1:0.0004 2:0.0015 4:0.012; do
   q=${q_lmbda%%:*}; lmbda=${q_lmbda#*:}
   stage "$RUNS/q$q" --lmbda "$lmbda" --steps 1500 --lr 1.5e-4 --quality "$q" --init "$RUNS/q3b"
 done
-# The fifth round (the files shipped now): every level trained 3,000 more steps at its own lambda, from the
-# codec file of the round above (quality 3's is q3b's). About 6 minutes per level on 2 quiet cores.
-for q_lmbda in 1:0.0004 2:0.0015 3:0.004 4:0.012 5:0.035 6:0.25; do
-  q=${q_lmbda%%:*}; lmbda=${q_lmbda#*:}
-  from="$RUNS/q$q"; [[ $q == 3 ]] && from="$RUNS/q3b"
-  stage "$RUNS/r5-q$q" --lmbda "$lmbda" --steps 3000 --lr 1.5e-4 --quality "$q" --init "$from/factorized-q$q.npz"
+# Rounds 5 and 6 (round 6 is shipped): every level trained 3,000 more steps at its own lambda, from its
+# codec file of the round before (round 4's quality 3 is q3b's). About 6 minutes per level on 2 quiet cores.
+for round in 5 6; do
+  for q_lmbda in 1:0.0004 2:0.0015 3:0.004 4:0.012 5:0.035 6:0.25; do
+    q=${q_lmbda%%:*}; lmbda=${q_lmbda#*:}
+    if [[ $round == 5 ]]; then
+      from="$RUNS/q$q"; [[ $q == 3 ]] && from="$RUNS/q3b"
+    else
+      from="$RUNS/r$((round - 1))-q$q"
+    fi
+    stage "$RUNS/r$round-q$q" --lmbda "$lmbda" --steps 3000 --lr 1.5e-4 --quality "$q" --init "$from/factorized-q$q.npz"
+  done
 done
-for q in 1 2 3 4 5 6; do cp "$RUNS/r5-q$q/factorized-q$q.npz" data/weights/; done
+for q in 1 2 3 4 5 6; do cp "$RUNS/r6-q$q/factorized-q$q.npz" data/weights/; done
