@@ -15,7 +15,7 @@ rounding down with probability ``softmax(-atanh(r_down) / tau, -atanh(r_up) / ta
 (eq. (9); ``r`` the distance to each neighbour), drawn with the Gumbel-softmax
 trick. The temperature ``tau`` anneals from 0.5 as ``0.5 * exp(-0.003 t)``,
 so the mix sharpens towards plain rounding. Straight-through rounding in its
-place was unstable in our tests (the loss rose from the first steps).
+place was unstable in our tests (the loss rose again after a few dozen steps).
 
 The refined latents are kept only when their true loss (rounded latents,
 clipped decode) is below that of the unrefined ones, so refinement never makes
@@ -30,8 +30,8 @@ import tensorflow as tf
 
 __all__ = ["refine_latents", "stochastic_soft_round", "DEFAULT_LEARNING_RATE"]
 
-# Adam step on the latents, in quantisation bins. 0.05 gained the most in 400 steps on held-out
-# photos at three quality levels (0.02 was slower, 0.1 with a sharper annealing diverged).
+# Adam step on the latents, in quantisation bins. On a 256x384 crop of a held-out photo at quality 3,
+# 400 steps at 0.05 gained 1.7 dB at the same rate, against 1.55 dB at 0.02.
 DEFAULT_LEARNING_RATE = 0.05
 _INITIAL_TEMPERATURE = 0.5
 _ANNEALING_RATE = 0.003
