@@ -107,6 +107,7 @@ def _fit_options(command):
         click.option("--warmup-epochs", type=float, help="Length of the linear learning-rate warm-up."),
         click.option("--optimizer", help="adam (default) | sgd."),
         click.option("--patience", type=int, help="Stop after this many epochs without val_loss improvement (0: never)."),
+        click.option("--label-smoothing", type=float, help="Train against (1 - eps) one-hot + eps / classes (default 0: off)."),
         click.option("--mixed-precision/--no-mixed-precision", default=None, help="bfloat16 on CPU, float16 on GPU."),
         click.option("--jit/--no-jit", default=None, help="XLA-compile the train step."),
         click.option("--device", help="auto (default) | cpu | gpu."),

@@ -70,6 +70,7 @@ class FitOptions:
     warmup_epochs: float = 1.0  # linear warm-up length
     optimizer: str = "adam"  # adam | sgd (Nesterov momentum 0.9)
     patience: int = 0  # early-stopping patience in epochs on val_loss; 0: off
+    label_smoothing: float = 0.0  # train against (1 - eps) * one-hot + eps / classes; 0: plain cross-entropy
     mixed_precision: bool = False  # bfloat16 on CPU, float16 on GPU
     jit: bool = False  # XLA-compile the train step
     device: str = "auto"  # auto | cpu | gpu
@@ -93,6 +94,8 @@ class FitOptions:
                 raise InputError(f"{option} {value}: expected an integer >= 1")
         if not self.lr > 0:
             raise InputError(f"--lr {self.lr}: expected a positive learning rate")
+        if not 0 <= self.label_smoothing < 1:
+            raise InputError(f"--label-smoothing {self.label_smoothing}: expected a fraction in [0, 1)")
         check_save_every(self.save_every)
 
 
@@ -126,6 +129,38 @@ def make_optimizer(name: str, learning_rate) -> keras.optimizers.Optimizer:
     raise InputError(f"--optimizer '{name}': unknown; expected one of: {', '.join(OPTIMIZERS)}")
 
 
+@keras.saving.register_keras_serializable(package="cnnkit")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy of probabilities against smoothed integer labels.
+
+    Label smoothing (Szegedy et al. 2016, "Rethinking the Inception
+    Architecture", section 7): the target of an example of class ``y`` among
+    ``K`` classes is ``q = (1 - eps) * one_hot(y) + eps / K``, so the loss
+    ``-sum_k q_k log p_k`` stops rewarding ever larger confidence. Keras'
+    sparse cross-entropy has no smoothing, and one-hot labels would change
+    every dataset, so the labels stay integers and are expanded here.
+
+    Args:
+        label_smoothing: ``eps`` in [0, 1).
+
+    Call shapes: ``y_true`` ``(batch,)`` or ``(batch, 1)`` integers,
+    ``y_pred`` ``(batch, K)`` probabilities; returns ``(batch,)``.
+    """
+
+    def __init__(self, label_smoothing: float = 0.1, name: str = "smoothed_sparse_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        classes = keras.ops.shape(y_pred)[-1]
+        one_hot = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, [-1]), "int32"), classes, dtype=y_pred.dtype)
+        # Keras' categorical cross-entropy applies the same (1 - eps) * y + eps / K.
+        return keras.losses.categorical_crossentropy(one_hot, y_pred, label_smoothing=self.label_smoothing)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
 def compile_classifier(
     model: keras.Model,
     *,
@@ -134,13 +169,15 @@ def compile_classifier(
     epochs: int,
     steps_per_epoch: int,
     warmup_epochs: float = 1.0,
+    label_smoothing: float = 0.0,
     jit: bool = False,
 ) -> None:
     """Compile a model that outputs class probabilities ``(batch, classes)`` for integer labels ``(batch,)``.
 
     Loss: sparse categorical cross-entropy on probabilities (every cnnkit
-    classifier ends in a float32 softmax). Call inside ``strategy.scope()``
-    when distributing.
+    classifier ends in a float32 softmax), with label smoothing when
+    ``label_smoothing > 0`` (:class:`SmoothedSparseCrossentropy`). Call inside
+    ``strategy.scope()`` when distributing.
 
     Args:
         model: the classifier.
@@ -149,6 +186,7 @@ def compile_classifier(
         epochs: planned epochs (the cosine reaches 0 at the end of the last).
         steps_per_epoch: optimizer steps per epoch (``ceil(n_train / global_batch)``).
         warmup_epochs: length of the linear warm-up, in epochs (may be fractional).
+        label_smoothing: ``eps`` of the smoothed targets; 0 is plain cross-entropy.
         jit: compile the train step with XLA.
 
     Raises:
@@ -161,7 +199,7 @@ def compile_classifier(
     schedule = learning_rate_schedule(lr, total, round(warmup_epochs * steps_per_epoch))
     model.compile(
         optimizer=make_optimizer(optimizer, schedule),
-        loss="sparse_categorical_crossentropy",
+        loss=SmoothedSparseCrossentropy(label_smoothing) if label_smoothing else "sparse_categorical_crossentropy",
         metrics=["accuracy"],
         jit_compile=jit,
     )

@@ -92,6 +92,7 @@ def run(cfg: Config) -> dict:
                 epochs=cfg.epochs,
                 steps_per_epoch=math.ceil(len(parts["train"]) / batch),
                 warmup_epochs=cfg.warmup_epochs,
+                label_smoothing=cfg.label_smoothing,
                 jit=cfg.jit,
             )
         distribute.check_disk_space(folder, model)

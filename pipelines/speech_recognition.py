@@ -146,6 +146,7 @@ def run(cfg: Config) -> dict:
                 epochs=cfg.epochs,
                 steps_per_epoch=math.ceil(data.train.size / batch),
                 warmup_epochs=cfg.warmup_epochs,
+                label_smoothing=cfg.label_smoothing,
                 jit=cfg.jit,
             )
         return model

@@ -153,6 +153,7 @@ def one_class(folder):
         (lambda t: ["train-image", "--dataset", "imagenet"], "expected one of: digits, idx:DIR, folder:DIR, tfds:NAME"),
         (lambda t: ["train-image", "--model", "lenet9"], "--model 'lenet9': unknown; expected one of: .*lecture"),
         (lambda t: ["train-image", "--augment", "heavy"], "expected one of: none, basic"),
+        (lambda t: ["train-image", "--label-smoothing", "1"], r"--label-smoothing 1.0: expected a fraction in \[0, 1\)"),
         (lambda t: ["evaluate", t], "not a run"),
         (lambda t: ["predict", t / "nope", "x.png"], "no such folder"),
     ],

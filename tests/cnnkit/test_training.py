@@ -53,6 +53,29 @@ def test_unknown_optimizer():
         training.make_optimizer("rmsprop", 0.1)
 
 
+def test_label_smoothing_is_cross_entropy_against_the_smoothed_one_hot(tmp_path):
+    eps, labels = 0.2, np.array([0, 2, 1])
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.3, 0.4]], np.float32)
+    targets = (1 - eps) * np.eye(3)[labels] + eps / 3
+    expected = -(targets * np.log(probabilities)).sum(axis=1).mean()
+    loss = training.SmoothedSparseCrossentropy(eps)
+    assert float(loss(labels, probabilities)) == pytest.approx(expected, rel=1e-5)
+    plain = keras.losses.SparseCategoricalCrossentropy()(labels, probabilities)
+    assert float(training.SmoothedSparseCrossentropy(0.0)(labels[:, None], probabilities)) == pytest.approx(float(plain), rel=1e-5)
+
+
+def test_a_model_trained_with_label_smoothing_saves_and_loads_with_its_loss(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+    training.compile_classifier(model, lr=0.01, epochs=1, steps_per_epoch=STEPS, label_smoothing=0.1)
+    model.fit(tiny_data(), epochs=1, verbose=0, shuffle=False)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.loss, training.SmoothedSparseCrossentropy) and loaded.loss.label_smoothing == 0.1
+    x, _ = next(iter(tiny_data()))
+    np.testing.assert_allclose(loaded.predict_on_batch(x), model.predict_on_batch(x), rtol=1e-6)
+
+
 def test_resume_continues_at_the_interrupted_epoch(tmp_path):
     data = tiny_data()
     reference = training.fit(tiny_model(4), data, validation=data, epochs=4, run_dir=runs.start(tmp_path / "ref", "t", {}), verbose=False)
