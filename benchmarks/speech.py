@@ -29,7 +29,7 @@ With ``--ensemble N`` each of our runs trains N models (seeds ``--seed`` to
 ``--seed + N - 1``) and averages their probabilities; every member's own
 accuracy is reported too (``ours_member0`` is the single-model figure).
 
-Usage: ``python benchmarks/speech.py [--epochs 20] [--model dscnn] [--vtlp 0.15] [--filter-augment 3] [--sample-rate 16000] [--speed-perturb 0] [--tempo-perturb 0] [--tta-warp 0] [--tta-tempo 0] [--extra-train synth-digits] [--ensemble 1] [--speakers george,theo] [--skip-loso | --frontend-only]``
+Usage: ``python benchmarks/speech.py [--epochs 20] [--model dscnn] [--vtlp 0.15] [--filter-augment 3] [--sample-rate 16000] [--speed-perturb 0] [--tempo-perturb 0] [--tta-warp 0] [--tta-tempo 0] [--extra-train synth-digits] [--label-smoothing 0] [--ensemble 1] [--speakers george,theo] [--skip-loso | --frontend-only]``
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ def ours(split: str, args, out: Path) -> dict:
         tta_warp=args.tta_warp,
         tta_tempo=args.tta_tempo,
         extra_train=args.extra_train,
+        label_smoothing=args.label_smoothing,
         quiet=True,
         out=str(out),
         seed=args.seed,
@@ -196,6 +197,7 @@ def main() -> None:
     parser.add_argument(
         "--extra-train", default="synth-digits", help="our recipe's extra training voices (train-speech --extra-train; '' for none)"
     )
+    parser.add_argument("--label-smoothing", type=float, default=0.0, help="our recipe's label smoothing (train-speech --label-smoothing)")
     parser.add_argument("--ensemble", type=int, default=1, help="our models per run, probabilities averaged (train-speech --ensemble)")
     parser.add_argument("--speakers", default=",".join(SPEAKERS), help="held-out speakers for leave-one-speaker-out")
     parser.add_argument("--skip-loso", action="store_true", help="only the official split and the front ends")
@@ -207,7 +209,10 @@ def main() -> None:
         print(json.dumps({"skipped": f"{FSDD} is absent"}))
         return
     report = {"dataset": str(FSDD), "model": args.model, "epochs": args.epochs}
-    recipe = ("vtlp", "filter_augment", "sample_rate", "speed_perturb", "tempo_perturb", "tta_warp", "tta_tempo", "extra_train", "ensemble")
+    recipe = (
+        "vtlp", "filter_augment", "sample_rate", "speed_perturb", "tempo_perturb", "tta_warp", "tta_tempo", "extra_train",
+        "label_smoothing", "ensemble",
+    )  # fmt: skip
     report["recipe"] = {name: getattr(args, name) for name in recipe}
     if args.tutorial_only:
         loso = {speaker: tutorial(f"speaker:{speaker}", args.seed) for speaker in args.speakers.split(",")}
