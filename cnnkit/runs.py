@@ -245,10 +245,11 @@ class Run:
         return self.dir / MODEL
 
     def load_model(self):
-        """The run's ``model.keras`` as a ``keras.Model``, with cnnkit's own layers registered for loading."""
+        """The run's ``model.keras`` as a ``keras.Model``, with cnnkit's own layers and losses registered for loading."""
         import keras
 
         import cnnkit.handgrad  # noqa: F401  (registers the hand-written-gradient layers model.keras may name)
+        import cnnkit.training  # noqa: F401  (registers the label-smoothing loss a compiled model.keras may name)
 
         return keras.models.load_model(self.model_path)
 

@@ -18,9 +18,9 @@ def invoke(*args):
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    """A finished 1-epoch train-image run on digits."""
+    """A finished 1-epoch train-image run on digits, with label smoothing: evaluate, predict and export load its loss."""
     out = tmp_path_factory.mktemp("cli") / "run"
-    result = invoke("train-image", "--epochs", 1, "--batch-size", 64, "--quiet", "--out", out)
+    result = invoke("train-image", "--epochs", 1, "--batch-size", 64, "--label-smoothing", 0.1, "--quiet", "--out", out)
     assert result.exit_code == 0, result.output
     assert "test accuracy" in result.output and str(out) in result.output
     return out
@@ -33,6 +33,7 @@ def test_train_image_writes_every_artefact(run_dir):
     assert "backup" not in names and not [n for n in names if n.startswith(".")]  # finished, no temporaries
     config = json.loads((run_dir / "config.json").read_text())
     assert config["task"] == "image" and config["dataset"] == "digits" and config["epochs"] == 1
+    assert config["label_smoothing"] == 0.1
     assert config["preprocessing"] == {"classes": list("0123456789"), "image_size": [16, 16], "channels": 1, "max_value": 16.0}
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["examples"] == {"train": 1257, "val": 180, "test": 360}

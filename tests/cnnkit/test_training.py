@@ -53,7 +53,7 @@ def test_unknown_optimizer():
         training.make_optimizer("rmsprop", 0.1)
 
 
-def test_label_smoothing_is_cross_entropy_against_the_smoothed_one_hot(tmp_path):
+def test_label_smoothing_is_cross_entropy_against_the_smoothed_one_hot():
     eps, labels = 0.2, np.array([0, 2, 1])
     probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.3, 0.4]], np.float32)
     targets = (1 - eps) * np.eye(3)[labels] + eps / 3
