@@ -206,7 +206,7 @@ def export(run_dir: str, fmt: str, out: str | None) -> None:
 
 
 @main.command("train-speech")
-@click.option("--dataset", help="synth-digits (default, offline eSpeak NG) | fsdd:DIR | folder:DIR | tfds:speech_commands | tfds:spoken_digit.")
+@click.option("--dataset", help="synth-digits (default, offline eSpeak NG; synth-digits:extended: 72 training voices, not 22) | fsdd:DIR | folder:DIR | tfds:speech_commands | tfds:spoken_digit.")
 @click.option("--split", help="auto (default) | official | random | speaker:NAME[,NAME] (held out as the test set).")
 @click.option("--data-dir", help="tfds cache folder (default data/tfds).")
 @click.option("--cache-dir", help="Cache of generated synthetic digits (default data/cache).")
@@ -226,7 +226,7 @@ def export(run_dir: str, fmt: str, out: str | None) -> None:
 @click.option("--tempo-perturb", type=float, help="Training: random tempo change at the same pitch up to this fraction (default 0: off).")
 @click.option("--tta-warp", type=float, help="Testing: average the answers over frequency warps 1-x, 1, 1+x of each clip (default 0: off).")
 @click.option("--tta-tempo", type=float, help="Testing: average the answers over tempos 1-x, 1, 1+x of each clip (default 0: off).")
-@click.option("--extra-train", help="Another --dataset whose every clip joins the training split, e.g. synth-digits (default: none).")
+@click.option("--extra-train", help="Another --dataset whose every clip joins the training split, e.g. synth-digits:extended (default: none).")
 @click.option("--model", help="A model of the zoo (default dscnn; also bcresnet, lecture, resnet18).")
 @click.option("--ensemble", type=int, help="Train this many models from seeds --seed, --seed+1, ... on the same data and average their probabilities (default 1).")
 @click.option("--seed", type=int, help="Seed of the synthetic data, split, initialisation, shuffling and augmentation.")

@@ -4,6 +4,8 @@ Sources (``--dataset``):
 
 * ``synth-digits``: eSpeak NG spoken digits (:mod:`cnnkit.data.synth_speech`);
   the official split tests on voices the training set never uses.
+  ``synth-digits:extended`` trains on 72 voice variants instead of 22 (the
+  same test voices): more extra speakers for ``--extra-train``.
 * ``fsdd:DIR``: the Free Spoken Digit Dataset, ``{digit}_{speaker}_{take}.wav``;
   its official split puts takes 0-4 in test.
 * ``folder:DIR``: one subfolder of WAV files per label, like Keras'
@@ -63,7 +65,7 @@ _VAL_FRACTION = 0.1
 _TEST_FRACTION = 0.1
 FRONTENDS = ("tf", "librosa")
 EVAL_CACHE_BYTES = 512 * 2**20  # fixed-length evaluation clips kept in memory up to this size
-DATASET_KINDS = ("synth-digits", "fsdd:DIR", "folder:DIR", "tfds:speech_commands", "tfds:spoken_digit")
+DATASET_KINDS = ("synth-digits", "synth-digits:extended", "fsdd:DIR", "folder:DIR", "tfds:speech_commands", "tfds:spoken_digit")
 
 
 def read_wav(path: str | Path, sample_rate: int) -> np.ndarray:
@@ -294,8 +296,9 @@ def _folder(spec: str, path: str, sample_rate: int, skipped: list) -> tuple[list
     return classes, _Pool(waveforms, np.array(labels, np.int64), None, None)
 
 
-def _synth(cache_dir: Path, sample_rate: int, seed: int) -> _Pool:
-    sets = synth_speech.load(cache_dir, seed=seed, sample_rate=sample_rate)
+def _synth(cache_dir: Path, sample_rate: int, seed: int, extended: bool) -> _Pool:
+    voices = {"train_variants": synth_speech.EXTENDED_TRAIN_VARIANTS} if extended else {}  # else load's own default
+    sets = synth_speech.load(cache_dir, seed=seed, sample_rate=sample_rate, **voices)
     train, test = sets["train"], sets["test"]
     return _Pool(
         train[0] + test[0],
@@ -364,7 +367,7 @@ def load(
     """Load a ``--dataset`` spec and split it.
 
     Args:
-        spec: ``synth-digits``, ``fsdd:DIR``, ``folder:DIR``,
+        spec: ``synth-digits``, ``synth-digits:extended``, ``fsdd:DIR``, ``folder:DIR``,
             ``tfds:speech_commands`` or ``tfds:spoken_digit``.
         split: ``auto``, ``official``, ``random``, ``speaker:NAME[,NAME]`` or ``all``.
         sample_rate: every clip is resampled to this rate, Hz.
@@ -383,8 +386,8 @@ def load(
     kind, _, path = spec.partition(":")
     skipped: list[tuple[str, str]] = []
     classes = list(synth_speech.DIGITS)
-    if spec == "synth-digits":
-        pool = _synth(Path(cache_dir), sample_rate, seed)
+    if spec in ("synth-digits", "synth-digits:extended"):
+        pool = _synth(Path(cache_dir), sample_rate, seed, extended=bool(path))
     elif kind == "fsdd" and path:
         pool = _fsdd(spec, path, sample_rate, skipped)
     elif kind == "folder" and path:

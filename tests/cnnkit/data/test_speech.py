@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import numpy as np
 import pytest
 import soundfile as sf
@@ -147,6 +148,17 @@ def test_fsdd_speaker_split_holds_those_speakers_out(fsdd_subset):
         speech.load(f"fsdd:{fsdd_subset}", split="speaker:bob")
     with pytest.raises(InputError, match="nothing is left to train on"):
         speech.load(f"fsdd:{fsdd_subset}", split="speaker:george,jackson,theo")
+
+
+@pytest.mark.parametrize(("spec", "variants"), [("synth-digits", ("m1",)), ("synth-digits:extended", ("m1", "Alicia"))])
+def test_synth_digits_extended_trains_on_more_voices_and_tests_on_the_same(monkeypatch, tmp_path, spec, variants):
+    # A tiny stand-in for the 72-voice set: the spec must reach the generator as its training voices.
+    tiny = functools.partial(speech.synth_speech.load, accents=("en",), train_variants=("m1",), test_variants=("m7",))
+    monkeypatch.setattr(speech.synth_speech, "load", tiny)  # a train_variants= in the call overrides the partial's
+    monkeypatch.setattr(speech.synth_speech, "EXTENDED_TRAIN_VARIANTS", ("m1", "Alicia"))
+    data = speech.load(spec, split="official", sample_rate=8000, cache_dir=tmp_path)
+    assert sorted(set(data.train.speakers + data.val.speakers)) == sorted(f"en+{v}" for v in variants)
+    assert set(data.test.speakers) == {"en+m7"}
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import espeakng_loader
 import numpy as np
 import pytest
 
@@ -40,6 +41,17 @@ def test_test_voices_are_disjoint_from_training_voices(tiny):
     assert not set(sets["test"][2]) & set(sets["train"][2])
     with pytest.raises(ValueError, match="also train"):
         synth_speech.load("unused", train_variants=("m1", "m7"), test_variants=("m7",))
+
+
+def test_extended_voices_are_real_espeak_variants_and_none_is_a_test_voice():
+    # eSpeak NG falls back to the plain accent for a variant it does not know, which
+    # would silently repeat a training voice instead of adding one.
+    installed = {p.name for p in (Path(espeakng_loader.get_data_path()) / "voices" / "!v").iterdir()}
+    extended = synth_speech.EXTENDED_TRAIN_VARIANTS
+    assert set(extended) <= installed
+    assert len(set(extended)) == len(extended) == 72
+    assert set(synth_speech.TRAIN_VARIANTS) < set(extended)
+    assert not set(extended) & set(synth_speech.TEST_VARIANTS)
 
 
 def test_same_seed_same_samples_and_the_cache_is_reused(tiny, tmp_path, monkeypatch):
