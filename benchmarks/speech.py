@@ -29,18 +29,20 @@ With ``--ensemble N`` each of our runs trains N models (seeds ``--seed`` to
 ``--seed + N - 1``) and averages their probabilities; every member's own
 accuracy is reported too (``ours_member0`` is the single-model figure).
 
-Usage: ``python benchmarks/speech.py [--epochs 20] [--model dscnn] [--vtlp 0.15] [--filter-augment 3] [--sample-rate 16000] [--speed-perturb 0] [--tempo-perturb 0] [--tta-warp 0] [--tta-tempo 0] [--extra-train synth-digits] [--label-smoothing 0] [--ensemble 1] [--speakers george,theo] [--skip-loso | --frontend-only]``
+Usage: ``python benchmarks/speech.py [--epochs 20] [--model dscnn] [--vtlp 0.15] [--filter-augment 3] [--sample-rate 16000] [--speed-perturb 0] [--tempo-perturb 0] [--tta-warp 0] [--tta-tempo 0] [--extra-train synth-digits] [--label-smoothing 0] [--ensemble 1] [--speakers george,theo] [--runs DIR] [--skip-loso | --frontend-only]``
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -49,6 +51,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from cnnkit import runs  # noqa: E402
 from cnnkit.audio.features import FeatureSpec  # noqa: E402
 from cnnkit.data import speech  # noqa: E402
 from pipelines import speech_recognition  # noqa: E402
@@ -58,7 +61,11 @@ SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo")
 
 
 def ours(split: str, args, out: Path) -> dict:
-    """Accuracy and timing of a train-speech run on FSDD with ``split``."""
+    """Accuracy and timing of a train-speech run on FSDD with ``split``, in the run folder ``out``.
+
+    An unfinished run in ``out`` resumes (the pipeline's own resume); a
+    finished one with the same options is read back instead of retrained.
+    """
     cfg = speech_recognition.Config(
         dataset=f"fsdd:{FSDD}",
         split=split,
@@ -78,7 +85,9 @@ def ours(split: str, args, out: Path) -> dict:
         seed=args.seed,
         ensemble=args.ensemble,
     )
-    result = speech_recognition.run(cfg)
+    result = _finished_run(out, cfg)
+    if result is None:
+        result = speech_recognition.run(cfg)
     print(f"ours {split}: {result['test_accuracy']:.4f}", file=sys.stderr, flush=True)
     return {
         "accuracy": result["test_accuracy"],
@@ -89,6 +98,25 @@ def ours(split: str, args, out: Path) -> dict:
         # Member i alone (seed + i): member 0 is the single-model figure of the same recipe.
         "members": [m["test_accuracy"] for m in result.get("members", [])],
     }
+
+
+def _finished_run(out: Path, cfg: speech_recognition.Config) -> dict | None:
+    """The metrics of the finished run in ``out`` if it was run with ``cfg``; None when ``out`` holds no finished run.
+
+    Raises:
+        SystemExit: ``out`` holds a finished run with other options (a one-line error, status 2).
+    """
+    if not (out / runs.METRICS).is_file():
+        return None
+    run = runs.load(out)
+    # config.json stores the options JSON-encoded: compare like with like.
+    wanted = json.loads(json.dumps(asdict(cfg), default=str))
+    changed = sorted(name for name, value in wanted.items() if run.config.get(name) != value)
+    if changed:
+        print(f"--runs: '{out}' holds a finished run with other options ({', '.join(changed)}); choose another --runs", file=sys.stderr)
+        sys.exit(2)
+    print(f"ours {cfg.split}: read back from {out}", file=sys.stderr, flush=True)
+    return run.metrics
 
 
 def tutorial(split: str, seed: int) -> float:
@@ -199,6 +227,12 @@ def main() -> None:
     )
     parser.add_argument("--label-smoothing", type=float, default=0.0, help="our recipe's label smoothing (train-speech --label-smoothing)")
     parser.add_argument("--ensemble", type=int, default=1, help="our models per run, probabilities averaged (train-speech --ensemble)")
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        help="keep our run folders here (DIR/official, DIR/<speaker>); rerunning the same command resumes an "
+        "unfinished fold and reads back a finished one (default: a temporary folder)",
+    )
     parser.add_argument("--speakers", default=",".join(SPEAKERS), help="held-out speakers for leave-one-speaker-out")
     parser.add_argument("--skip-loso", action="store_true", help="only the official split and the front ends")
     parser.add_argument("--frontend-only", action="store_true", help="only the front-end speed")
@@ -223,7 +257,8 @@ def main() -> None:
     if args.frontend_only:
         print(json.dumps(report, indent=2))
         return
-    with tempfile.TemporaryDirectory() as tmp:
+    # With --runs the run folders stay, so an interrupted benchmark resumes where it stopped.
+    with tempfile.TemporaryDirectory() if args.runs is None else contextlib.nullcontext(args.runs) as tmp:
         official = ours("official", args, Path(tmp) / "official")
         report["official"] = {"ours": official["accuracy"], "tutorial": tutorial("official", args.seed)}
         if official["members"]:
