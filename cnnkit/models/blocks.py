@@ -125,6 +125,60 @@ def conv_bn_relu(
     return keras.layers.Activation("relu", name=f"{name}_relu")(x)
 
 
+def depthwise_conv(
+    x: keras.KerasTensor,
+    kernel_size: int | tuple[int, int],
+    strides: int | tuple[int, int] = 1,
+    *,
+    padding: str = "same",
+    dilation_rate: int | tuple[int, int] = 1,
+    use_bias: bool = False,
+    name: str,
+) -> keras.KerasTensor:
+    """``keras.layers.DepthwiseConv2D`` that also works with different strides along height and width.
+
+    TensorFlow's own depthwise kernel (``DepthwiseConv2dNative`` on CPUs without
+    oneDNN, e.g. AMD and pre-AVX-512 Intel) refuses ``strides=(1, 2)``: "Current
+    implementation only supports equal length strides". Unequal strides are run
+    as the stride-1 convolution followed by keeping every s-th output, which
+    gives the same values: output j of a strided convolution is the window
+    starting at input ``j * s - pad_before``, and output i of the stride-1 one
+    the window starting at ``i - pad_before_1``, so ``i = j * s + pad_before_1 - pad_before``
+    (TensorFlow's "same" padding: ``pad_total = max((ceil(n / s) - 1) * s + k_eff - n, 0)``,
+    ``pad_before = pad_total // 2``; "valid" pads nothing). The layer keeps its
+    name and kernel shape, so weights load either way.
+
+    Args:
+        x: ``(batch, height, width, channels)`` with static height and width.
+        kernel_size, strides, dilation_rate: as for ``DepthwiseConv2D``.
+        padding: ``"same"`` or ``"valid"``.
+        use_bias: as for ``DepthwiseConv2D``.
+        name: the convolution layer's name.
+
+    Returns:
+        ``(batch, out_height, out_width, channels)``, as ``DepthwiseConv2D(..., strides=strides)`` gives.
+    """
+    kernel_size, strides, dilation_rate = _pair(kernel_size), _pair(strides), _pair(dilation_rate)
+    options = dict(padding=padding, dilation_rate=dilation_rate, use_bias=use_bias, name=name)
+    if strides[0] == strides[1]:
+        return keras.layers.DepthwiseConv2D(kernel_size, strides=strides, **options)(x)
+    y = keras.layers.DepthwiseConv2D(kernel_size, strides=1, **options)(x)
+    offsets = []
+    for side, k, s, d in zip(x.shape[1:3], kernel_size, strides, dilation_rate):
+        if padding == "valid":
+            offsets.append(0)
+            continue
+        k_eff = (k - 1) * d + 1
+        pad_total = max((math.ceil(side / s) - 1) * s + k_eff - side, 0)
+        offsets.append((k_eff - 1) // 2 - pad_total // 2)
+    return y[:, offsets[0] :: strides[0], offsets[1] :: strides[1], :]
+
+
+def _pair(value: int | Sequence[int]) -> tuple[int, ...]:
+    """``n`` -> ``(n, n)``; a pair stays a pair (Keras' convention for sizes, strides and rates)."""
+    return (value, value) if isinstance(value, numbers.Integral) else tuple(value)
+
+
 def check_fraction(option: str, value: object) -> float:
     """Validate a probability-like option such as ``dropout`` (0 <= value < 1)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:

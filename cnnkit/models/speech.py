@@ -32,6 +32,7 @@ from cnnkit.models.blocks import (
     check_positive,
     classifier,
     conv_bn_relu,
+    depthwise_conv,
     downsampling_plan,
     finish,
     scaled,
@@ -108,7 +109,7 @@ def dscnn(
     inputs = keras.Input(input_shape, name="input")
     x = conv_bn_relu(inputs, layers, filters, (10, 4), strides=strides[0], name="conv1")
     for i, stride in enumerate(strides[1:], 1):
-        x = keras.layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"ds{i}_dw")(x)
+        x = depthwise_conv(x, 3, stride, name=f"ds{i}_dw")
         x = keras.layers.BatchNormalization(name=f"ds{i}_dw_bn")(x)
         x = keras.layers.Activation("relu", name=f"ds{i}_dw_relu")(x)
         x = conv_bn_relu(x, layers, filters, 1, name=f"ds{i}_pw")
@@ -182,9 +183,7 @@ def _bc_res_block(
     identity = x
     if transition:
         x = conv_bn_relu(x, layers, channels, 1, name=f"{name}_in")
-    x = keras.layers.DepthwiseConv2D(
-        (1, 3), strides=(1, freq_stride), padding="same", use_bias=False, name=f"{name}_freq_dw"
-    )(x)
+    x = depthwise_conv(x, (1, 3), (1, freq_stride), name=f"{name}_freq_dw")
     aux = _sub_spectral_norm(x, sub_bands, name=f"{name}_ssn")
     y = layers.AveragePooling2D((1, aux.shape[2]), name=f"{name}_freq_avg")(aux)
     y = keras.layers.DepthwiseConv2D(

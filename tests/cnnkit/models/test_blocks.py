@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from cnnkit.models import conv_layers
-from cnnkit.models.blocks import basic_block, bottleneck_block, downsampling_plan, inception_module
+from cnnkit.models.blocks import basic_block, bottleneck_block, depthwise_conv, downsampling_plan, inception_module
 
 KERAS = conv_layers("keras")
 
@@ -72,3 +72,47 @@ def test_inception_module_concatenates_its_four_branches():
     model = keras.Model(x, y)
     assert model.get_layer("inc_5x5_conv").kernel.shape == (5, 5, 2, 6)
     assert model.get_layer("inc_pool").pool_size == (3, 3)
+
+
+def _depthwise_reference(x, kernel, strides, padding, dilation):
+    """Direct loop over output positions with TensorFlow's padding rule (independent of any TF depthwise kernel)."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel.shape[:2], strides, dilation
+    pads = []
+    for side, k, s, d in zip(x.shape[1:3], (kh, kw), (sh, sw), (dh, dw)):
+        k_eff = (k - 1) * d + 1
+        out = -(-side // s) if padding == "same" else (side - k_eff) // s + 1
+        total = max((out - 1) * s + k_eff - side, 0) if padding == "same" else 0
+        pads.append((out, total // 2, total - total // 2))
+    (oh, top, bottom), (ow, left, right) = pads
+    padded = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    y = np.zeros((x.shape[0], oh, ow, x.shape[3]), np.float64)
+    for i in range(oh):
+        for j in range(ow):
+            window = padded[:, i * sh : i * sh + (kh - 1) * dh + 1 : dh, j * sw : j * sw + (kw - 1) * dw + 1 : dw, :]
+            y[:, i, j, :] = np.einsum("bhwc,hwc->bc", window, kernel[..., 0])
+    return y
+
+
+@pytest.mark.parametrize(
+    ("shape", "kernel_size", "strides", "padding", "dilation"),
+    [
+        ((6, 8), (1, 3), (1, 2), "same", (1, 1)),  # BC-ResNet's frequency halving, even width
+        ((6, 7), (1, 3), (1, 2), "same", (1, 1)),  # odd width: the kept outputs shift by one
+        ((7, 5), (3, 3), (2, 1), "same", (1, 1)),  # DS-CNN's halving adapted to one axis
+        ((9, 6), (3, 3), (2, 1), "same", (2, 1)),
+        ((9, 8), (3, 3), (1, 3), "valid", (1, 1)),
+        ((6, 6), (3, 3), (2, 2), "same", (1, 1)),  # equal strides: Keras' own layer
+    ],
+)
+def test_depthwise_conv_matches_the_strided_convolution(shape, kernel_size, strides, padding, dilation):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, *shape, 3)).astype("float32")
+    inputs = keras.Input((*shape, 3))
+    model = keras.Model(
+        inputs, depthwise_conv(inputs, kernel_size, strides, padding=padding, dilation_rate=dilation, name="dw")
+    )
+    kernel = rng.normal(size=(*kernel_size, 3, 1)).astype("float32")
+    model.get_layer("dw").set_weights([kernel])
+    np.testing.assert_allclose(
+        model(x), _depthwise_reference(x, kernel, strides, padding, dilation), rtol=1e-5, atol=1e-5
+    )
