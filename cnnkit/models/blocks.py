@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import keras
 
 from cnnkit.errors import InputError
+from cnnkit.handgrad._geometry import padding_mode, pair, same_padding
 from cnnkit.models.registry import ConvLayers
 
 log = logging.getLogger(__name__)
@@ -144,8 +145,8 @@ def depthwise_conv(
     gives the same values: output j of a strided convolution is the window
     starting at input ``j * s - pad_before``, and output i of the stride-1 one
     the window starting at ``i - pad_before_1``, so ``i = j * s + pad_before_1 - pad_before``
-    (TensorFlow's "same" padding: ``pad_total = max((ceil(n / s) - 1) * s + k_eff - n, 0)``,
-    ``pad_before = pad_total // 2``; "valid" pads nothing). The layer keeps its
+    (``pad_before`` from ``handgrad._geometry.same_padding``, TensorFlow's rule, with
+    the dilated kernel length; "valid" pads nothing). The layer keeps its
     name and kernel shape, so weights load either way.
 
     Args:
@@ -158,25 +159,18 @@ def depthwise_conv(
     Returns:
         ``(batch, out_height, out_width, channels)``, as ``DepthwiseConv2D(..., strides=strides)`` gives.
     """
-    kernel_size, strides, dilation_rate = _pair(kernel_size), _pair(strides), _pair(dilation_rate)
+    kernel_size, strides = pair(kernel_size, "kernel_size"), pair(strides, "strides")
+    dilation_rate = pair(dilation_rate, "dilation_rate")
     options = dict(padding=padding, dilation_rate=dilation_rate, use_bias=use_bias, name=name)
     if strides[0] == strides[1]:
         return keras.layers.DepthwiseConv2D(kernel_size, strides=strides, **options)(x)
     y = keras.layers.DepthwiseConv2D(kernel_size, strides=1, **options)(x)
-    offsets = []
-    for side, k, s, d in zip(x.shape[1:3], kernel_size, strides, dilation_rate):
-        if padding == "valid":
-            offsets.append(0)
-            continue
-        k_eff = (k - 1) * d + 1
-        pad_total = max((math.ceil(side / s) - 1) * s + k_eff - side, 0)
-        offsets.append((k_eff - 1) // 2 - pad_total // 2)
+    mode = padding_mode(padding)
+    offsets = [
+        same_padding(side, (k - 1) * d + 1, 1, mode)[0] - same_padding(side, (k - 1) * d + 1, s, mode)[0]
+        for side, k, s, d in zip(x.shape[1:3], kernel_size, strides, dilation_rate)
+    ]
     return y[:, offsets[0] :: strides[0], offsets[1] :: strides[1], :]
-
-
-def _pair(value: int | Sequence[int]) -> tuple[int, ...]:
-    """``n`` -> ``(n, n)``; a pair stays a pair (Keras' convention for sizes, strides and rates)."""
-    return (value, value) if isinstance(value, numbers.Integral) else tuple(value)
 
 
 def check_fraction(option: str, value: object) -> float:
