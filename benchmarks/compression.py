@@ -4,7 +4,9 @@ Prints one JSON object:
 
 * ``rd``: for each photo set (the 5 photos of ../shared/datasets/photos that
   training held out, and scikit-image's astronaut/coffee/chelsea), the RD points
-  of every quality level, JPEG (4:2:0) and WebP PSNR at the codec's rates, the
+  of every quality level (each with ``psnr_unquantised``, the PSNR of its
+  transforms with ``y`` not rounded: a level decoding close to it is limited by
+  its transforms, not its rate), JPEG (4:2:0) and WebP PSNR at the codec's rates, the
   BD-rates, and PSNR of all three at the target rates 0.25 / 0.5 / 1.0 bpp
   (linear in log-rate between measured points; null outside them);
 * ``rd_refined`` (with ``--refine N``): the same, with N steps of encoder-side

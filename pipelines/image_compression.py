@@ -172,7 +172,7 @@ def rd_report(codecs: dict[int, codec.Codec], images: list[np.ndarray], refine_s
         refine_steps: latent refinement steps per encode (see :func:`cnnkit.codec.refine.refine_latents`).
 
     Returns:
-        ``{"codec": [{"quality", "bpp", "psnr", "ms_ssim", ...}], "jpeg": {...},
+        ``{"codec": [{"quality", "bpp", "psnr", "ms_ssim", "psnr_unquantised", ...}], "jpeg": {...},
         "webp": {...}, "bd_rate": {"jpeg": percent, "webp": percent}}``; each
         baseline entry holds its ``curve`` and ``psnr_at_codec_bpp``.
     """
@@ -180,7 +180,9 @@ def rd_report(codecs: dict[int, codec.Codec], images: list[np.ndarray], refine_s
     points = []
     for quality, codec_ in codecs.items():
         per_image = [rate_distortion(codec_, pixels, refine_steps)[0] for pixels in images]
-        points.append({"quality": quality, **_mean_points(per_image)})
+        # The same transforms with y not rounded: how much of the distortion is the transforms' own.
+        unquantised = [metrics.psnr(r, codec_.unquantised_reconstruction(p)) for r, p in zip(rgb, images, strict=True)]
+        points.append({"quality": quality, **_mean_points(per_image), "psnr_unquantised": float(np.mean(unquantised))})
     report: dict = {"refine_steps": refine_steps, "codec": points}
     for name in baselines.CODECS:
         curve = baselines.sweep(rgb, name)

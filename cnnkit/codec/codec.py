@@ -90,13 +90,35 @@ class Codec:
         """
         height, width = pixels.shape[:2]
         channels = 1 if pixels.ndim == 2 else 3
-        rgb = np.repeat(pixels[..., None], 3, axis=-1) if channels == 1 else pixels
-        step = self.model.pad_multiple
-        padded = np.pad(rgb, ((0, -height % step), (0, -width % step), (0, 0)), mode="edge")
-        x = tf.constant(padded[None], tf.float32) / 255.0
+        x = self._model_input(pixels)
         latents = refine.refine_latents(self.model, x, self.model.encoder_latents(x), refine_steps)
         header = bitstream.Header(self.name, self.weights_hash, self.quality, height, width, channels)
         return bitstream.pack(header, self._encode_latents(latents))
+
+    def _model_input(self, pixels: np.ndarray) -> tf.Tensor:
+        """``x``: ``pixels`` (uint8 grey or RGB) as ``(1, H, W, 3)`` float32 in [0, 1], edge-padded to the model's multiple."""
+        height, width = pixels.shape[:2]
+        rgb = np.repeat(pixels[..., None], 3, axis=-1) if pixels.ndim == 2 else pixels
+        step = self.model.pad_multiple
+        padded = np.pad(rgb, ((0, -height % step), (0, -width % step), (0, 0)), mode="edge")
+        return tf.constant(padded[None], tf.float32) / 255.0
+
+    def unquantised_reconstruction(self, pixels: np.ndarray) -> np.ndarray:
+        """``g_s(g_a(x))`` with ``y`` NOT rounded, as 8-bit RGB: what the transforms alone lose.
+
+        Rounding ``y`` only adds error to this (refined latents aside, which are
+        no longer ``g_a(x)``), so when a quality level's decoded PSNR is close to
+        this one's, the level is limited by its transforms, not by its rate.
+
+        Args:
+            pixels: ``(height, width)`` grey or ``(height, width, 3)`` RGB, uint8.
+
+        Returns:
+            ``(height, width, 3)`` uint8.
+        """
+        height, width = pixels.shape[:2]
+        x_tilde = self.model.synthesis(self.model.encoder_latents(self._model_input(pixels))["y"]).numpy()[0]
+        return np.clip(np.round(x_tilde[:height, :width] * 255.0), 0, 255).astype(np.uint8)
 
     def _encode_latents(self, latents: dict[str, tf.Tensor]) -> bytes:
         """The payload for continuous ``latents`` (``y`` ``(1, height/16, width/16, latent)``, and ``z``

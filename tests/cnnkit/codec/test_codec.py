@@ -42,6 +42,19 @@ def test_round_trip_keeps_exact_size_and_grey_or_rgb(tiny_codec, mode, channels,
     assert decoded.shape == pixels.shape and decoded.dtype == np.uint8
 
 
+def test_unquantised_reconstruction_is_the_synthesis_of_unrounded_latents_cropped_back(tiny_codec):
+    grey = codec.to_pixels(_image("L", 17, 33))
+    padded = np.pad(np.repeat(grey[..., None], 3, axis=-1), ((0, 15), (0, 15), (0, 0)), mode="edge")
+    y = tiny_codec.model.analysis(padded[None].astype(np.float32) / 255.0)
+    expected = np.clip(np.round(tiny_codec.model.synthesis(y).numpy()[0, :17, :33] * 255.0), 0, 255)
+    unquantised = tiny_codec.unquantised_reconstruction(grey)
+    assert unquantised.shape == (17, 33, 3) and unquantised.dtype == np.uint8
+    np.testing.assert_array_equal(unquantised, expected)
+    # ...and not the file's rounded latents: decoding a file gives another picture.
+    rounded = tiny_codec.model.synthesis(np.round(y)).numpy()[0, :17, :33]
+    assert not np.array_equal(expected, np.clip(np.round(rounded * 255.0), 0, 255))
+
+
 def test_rgba_and_palette_are_coded_as_their_rgb_conversion():
     image = _image("RGBA", 5, 7)
     np.testing.assert_array_equal(codec.to_pixels(image), np.asarray(image.convert("RGB")))
