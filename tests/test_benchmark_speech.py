@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from dataclasses import asdict
 
 import pytest
 
 from cnnkit import runs
-from tests.conftest import REPO_ROOT
+from tests.conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("benchmark_speech", REPO_ROOT / "benchmarks" / "speech.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/speech.py")
 
 
 def _args(**changes) -> argparse.Namespace:
