@@ -54,6 +54,7 @@ import tensorflow as tf  # noqa: E402
 from cnnkit import runs  # noqa: E402
 from cnnkit.audio.features import FeatureSpec  # noqa: E402
 from cnnkit.data import speech  # noqa: E402
+from cnnkit.errors import InputError  # noqa: E402
 from pipelines import speech_recognition  # noqa: E402
 
 FSDD = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "fsdd" / "recordings"
@@ -111,17 +112,14 @@ def finished_run(out: Path, cfg: speech_recognition.Config) -> dict | None:
     Raises:
         SystemExit: ``out`` holds a finished run with other options (a one-line error, status 2).
     """
-    if not (out / runs.METRICS).is_file():
-        return None
-    run = runs.load(out)
-    # config.json stores the options JSON-encoded: compare like with like.
-    wanted = json.loads(json.dumps(asdict(cfg), default=str))
-    changed = sorted(name for name, value in wanted.items() if run.config.get(name) != value)
-    if changed:
-        print(f"--runs: '{out}' holds a finished run with other options ({', '.join(changed)}); choose another --runs", file=sys.stderr)
+    try:
+        run = runs.finished_with(out, asdict(cfg))
+    except InputError as error:
+        print(f"--runs: {error}; choose another --runs", file=sys.stderr)
         sys.exit(2)
-    print(f"ours {cfg.split}: read back from {out}", file=sys.stderr, flush=True)
-    return run.metrics
+    if run is not None:
+        print(f"ours {cfg.split}: read back from {out}", file=sys.stderr, flush=True)
+    return None if run is None else run.metrics
 
 
 def tutorial(split: str, seed: int) -> float:

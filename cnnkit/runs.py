@@ -277,6 +277,30 @@ def load(run_dir: str | os.PathLike) -> Run:
     return Run(dir=run_dir, task=task, config=config, metrics=metrics)
 
 
+def finished_with(run_dir: str | os.PathLike, options: Mapping[str, Any]) -> Run | None:
+    """The finished run in ``run_dir`` if it was run with ``options``; None when ``run_dir`` holds no finished run.
+
+    For callers that run many folds or seeds in their own folders and must not
+    train a finished one again (``benchmarks/speech.py --runs``). Only the keys
+    of ``options`` are compared, so the run may record more than its caller
+    knows (``"task"``, ``"preprocessing"``).
+
+    Raises:
+        InputError: ``run_dir`` holds a finished run with other options; the
+            message names each option that differs.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / METRICS).is_file():
+        return None
+    run = load(run_dir)
+    # config.json holds the options JSON-encoded: compare like with like.
+    wanted = json.loads(json.dumps(dict(options), default=_jsonable))
+    changed = sorted(name for name, value in wanted.items() if run.config.get(name) != value)
+    if changed:
+        raise InputError(f"'{run_dir}': holds a finished run with other options ({', '.join(changed)})")
+    return run
+
+
 def _remove_temporaries(run_dir: Path) -> None:
     """Delete the hidden temporary files a killed attempt left (``.<name>.<random>...``, see :func:`atomic_open`)."""
     for folder in (run_dir, run_dir / BACKUP):

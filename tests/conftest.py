@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -21,15 +19,6 @@ def shared_dataset(name: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"real dataset {path} is absent (it sits beside the repo in CI, not on a user's machine)")
     return path
-
-
-def load_script(relative_path: str) -> ModuleType:
-    """A script of the repo that is not in a package (``benchmarks/``, ``examples/``), imported as a module."""
-    path = REPO_ROOT / relative_path
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture

@@ -104,3 +104,16 @@ def test_load_refuses_what_is_not_a_finished_run(tmp_path):
     run = runs.load(run_dir)
     assert (run.task, run.config["seed"], run.metrics["test_accuracy"]) == ("speech", 1, 0.5)
     assert run.model_path == run_dir / "model.keras"
+
+
+def test_finished_with_reads_back_the_same_options_and_names_the_ones_that_differ(tmp_path):
+    options = {"epochs": 20, "extra_train": "synth-digits:extended", "out": tmp_path / "fold"}
+    assert runs.finished_with(tmp_path / "fold", options) is None  # no folder yet
+    run_dir = runs.start(tmp_path / "fold", "speech", {**options, "preprocessing": {"classes": ["no", "yes"]}})
+    assert runs.finished_with(run_dir, options) is None  # started, not finished: the caller resumes it
+    (run_dir / "model.keras").write_bytes(b"")
+    runs.finish(run_dir, {"test_accuracy": 0.9})
+    # A path compares as the string config.json holds; keys the caller does not know are ignored.
+    assert runs.finished_with(run_dir, options).metrics == {"test_accuracy": 0.9}
+    with pytest.raises(InputError, match=r"^'.*fold': holds a finished run with other options \(ensemble, epochs\)$"):
+        runs.finished_with(run_dir, {**options, "epochs": 2, "ensemble": 3})

@@ -1,14 +1,19 @@
 """examples/lecture_by_hand.py: the loss falls every iteration and the bias update is b - 0.5 * sum(dL/dA)."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 
-from tests.conftest import load_script
+from tests.conftest import REPO_ROOT
 
 
 @pytest.fixture(scope="module")
 def lecture():
-    return load_script("examples/lecture_by_hand.py")
+    spec = importlib.util.spec_from_file_location("lecture_by_hand", REPO_ROOT / "examples" / "lecture_by_hand.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _numpy_step(params, image):
