@@ -67,25 +67,7 @@ def ours(split: str, args, out: Path) -> dict:
     An unfinished run in ``out`` resumes (the pipeline's own resume); a
     finished one with the same options is read back instead of retrained.
     """
-    cfg = fold_config(split, args, out)
-    result = finished_run(out, cfg)
-    if result is None:
-        result = speech_recognition.run(cfg)
-    print(f"ours {split}: {result['test_accuracy']:.4f}", file=sys.stderr, flush=True)
-    return {
-        "accuracy": result["test_accuracy"],
-        "epoch_seconds": result["epoch_seconds"],
-        "clips_per_second": result["clips_per_second"],
-        "epochs_run": result["epochs_run"],
-        "parameters": result["parameters"],
-        # Member i alone (seed + i): member 0 is the single-model figure of the same recipe.
-        "members": [m["test_accuracy"] for m in result.get("members", [])],
-    }
-
-
-def fold_config(split: str, args, out: Path) -> speech_recognition.Config:
-    """The train-speech options of our recipe (``args``, this script's options) on FSDD with ``split``, run in ``out``."""
-    return speech_recognition.Config(
+    cfg = speech_recognition.Config(
         dataset=f"fsdd:{FSDD}",
         split=split,
         model=args.model,
@@ -104,9 +86,22 @@ def fold_config(split: str, args, out: Path) -> speech_recognition.Config:
         seed=args.seed,
         ensemble=args.ensemble,
     )
+    result = _finished_run(out, cfg)
+    if result is None:
+        result = speech_recognition.run(cfg)
+    print(f"ours {split}: {result['test_accuracy']:.4f}", file=sys.stderr, flush=True)
+    return {
+        "accuracy": result["test_accuracy"],
+        "epoch_seconds": result["epoch_seconds"],
+        "clips_per_second": result["clips_per_second"],
+        "epochs_run": result["epochs_run"],
+        "parameters": result["parameters"],
+        # Member i alone (seed + i): member 0 is the single-model figure of the same recipe.
+        "members": [m["test_accuracy"] for m in result.get("members", [])],
+    }
 
 
-def finished_run(out: Path, cfg: speech_recognition.Config) -> dict | None:
+def _finished_run(out: Path, cfg: speech_recognition.Config) -> dict | None:
     """The metrics of the finished run in ``out`` if it was run with ``cfg``; None when ``out`` holds no finished run.
 
     Raises:
@@ -117,9 +112,10 @@ def finished_run(out: Path, cfg: speech_recognition.Config) -> dict | None:
     except InputError as error:
         print(f"--runs: {error}; choose another --runs", file=sys.stderr)
         sys.exit(2)
-    if run is not None:
-        print(f"ours {cfg.split}: read back from {out}", file=sys.stderr, flush=True)
-    return None if run is None else run.metrics
+    if run is None:
+        return None
+    print(f"ours {cfg.split}: read back from {out}", file=sys.stderr, flush=True)
+    return run.metrics
 
 
 def tutorial(split: str, seed: int) -> float:
