@@ -186,7 +186,7 @@ def start(out: str | os.PathLike, task: str, config: Mapping[str, Any], *, write
             finished run.
     """
     run_dir = Path(out)
-    record = json.loads(json.dumps({"task": task, **config}, default=_jsonable))
+    record = _as_recorded({"task": task, **config})
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError(f"--out '{run_dir}': exists and is not a folder")
     config_path = run_dir / CONFIG
@@ -293,8 +293,7 @@ def finished_with(run_dir: str | os.PathLike, options: Mapping[str, Any]) -> Run
     if not (run_dir / METRICS).is_file():
         return None
     run = load(run_dir)
-    # config.json holds the options JSON-encoded: compare like with like.
-    wanted = json.loads(json.dumps(dict(options), default=_jsonable))
+    wanted = _as_recorded(options)
     changed = sorted(name for name, value in wanted.items() if run.config.get(name) != value)
     if changed:
         raise InputError(f"'{run_dir}': holds a finished run with other options ({', '.join(changed)})")
@@ -307,6 +306,11 @@ def _remove_temporaries(run_dir: Path) -> None:
         for path in folder.glob(".*") if folder.is_dir() else ():
             if path.is_file():
                 path.unlink()
+
+
+def _as_recorded(config: Mapping[str, Any]) -> dict:
+    """``config`` as config.json gives it back (paths as strings, tuples as lists), so the two compare like with like."""
+    return json.loads(json.dumps(dict(config), default=_jsonable))
 
 
 def _jsonable(obj: Any) -> Any:

@@ -116,9 +116,8 @@ class Codec:
         Returns:
             ``(height, width, 3)`` uint8.
         """
-        height, width = pixels.shape[:2]
-        x_tilde = self.model.synthesis(self.model.encoder_latents(self._model_input(pixels))["y"]).numpy()[0]
-        return np.clip(np.round(x_tilde[:height, :width] * 255.0), 0, 255).astype(np.uint8)
+        x_tilde = self.model.synthesis(self.model.encoder_latents(self._model_input(pixels))["y"])
+        return _cropped_pixels(x_tilde, *pixels.shape[:2])
 
     def _encode_latents(self, latents: dict[str, tf.Tensor]) -> bytes:
         """The payload for continuous ``latents`` (``y`` ``(1, height/16, width/16, latent)``, and ``z``
@@ -179,8 +178,7 @@ class Codec:
             y_hat = self._decode_latents(payload, shape)
         except (ValueError, RuntimeError) as error:
             raise InputError(f"'{source}': corrupted .cnz payload ({error})") from error
-        x_hat = self.model.synthesis(tf.constant(y_hat[None], tf.float32)).numpy()[0]
-        rgb = np.clip(np.round(x_hat[: header.height, : header.width] * 255.0), 0, 255).astype(np.uint8)
+        rgb = _cropped_pixels(self.model.synthesis(tf.constant(y_hat[None], tf.float32)), header.height, header.width)
         if header.channels == 1:
             return np.round(rgb.mean(axis=-1)).astype(np.uint8)
         return rgb
@@ -193,6 +191,11 @@ class Codec:
                 f"'{source}': made by {header.model} quality {header.quality} weights {header.weights_hash.hex()}; "
                 f"this codec is {self.name} quality {self.quality} weights {self.weights_hash.hex()}"
             )
+
+
+def _cropped_pixels(x_hat: tf.Tensor, height: int, width: int) -> np.ndarray:
+    """``(1, H, W, 3)`` synthesis output in [0, 1] -> its top-left ``(height, width, 3)`` as rounded, clipped uint8."""
+    return np.clip(np.round(x_hat.numpy()[0, :height, :width] * 255.0), 0, 255).astype(np.uint8)
 
 
 def to_pixels(image: Image.Image) -> np.ndarray:
