@@ -97,6 +97,7 @@ def test_predict_files(run_dir, tmp_path):
 def test_export_gives_the_keras_top1(run_dir, tmp_path, fmt):
     import keras
     import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter  # tf.lite.Interpreter is deprecated in its favour
 
     out = tmp_path / {"savedmodel": "sm", "tflite": "m.tflite", "keras": "m.keras"}[fmt]
     result = invoke("export", run_dir, "--format", fmt, "--out", out)
@@ -107,7 +108,7 @@ def test_export_gives_the_keras_top1(run_dir, tmp_path, fmt):
         loaded = tf.saved_model.load(str(out))  # kept alive: serve() needs its variables
         got = loaded.serve(x).numpy()
     elif fmt == "tflite":
-        interpreter = tf.lite.Interpreter(model_path=str(out))
+        interpreter = Interpreter(model_path=str(out))
         interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], x.shape)
         interpreter.allocate_tensors()
         interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)

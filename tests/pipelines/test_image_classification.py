@@ -78,6 +78,7 @@ def test_folder_run_counts_skipped_files(tmp_path):
 @pytest.mark.slow
 def test_handgrad_run_and_its_export(tmp_path):
     import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter  # tf.lite.Interpreter is deprecated in its favour
 
     from pipelines import runs as run_commands
 
@@ -90,7 +91,7 @@ def test_handgrad_run_and_its_export(tmp_path):
     expected = model.predict(x, verbose=0)
     loaded = tf.saved_model.load(str(saved))
     np.testing.assert_allclose(loaded.serve(x).numpy(), expected, atol=1e-5)
-    interpreter = tf.lite.Interpreter(model_path=str(run_commands.export(str(tmp_path / "run"), "tflite")))
+    interpreter = Interpreter(model_path=str(run_commands.export(str(tmp_path / "run"), "tflite")))
     interpreter.allocate_tensors()  # the batch dimension defaults to 1
     for row, want in zip(x, expected):
         interpreter.set_tensor(interpreter.get_input_details()[0]["index"], row[None])
