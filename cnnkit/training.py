@@ -31,6 +31,7 @@ once, so ``history.csv`` holds each epoch exactly once.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -47,6 +48,9 @@ from cnnkit import distribute, runs
 from cnnkit.errors import InputError
 
 OPTIMIZERS = ("adam", "sgd")
+AUTO = "auto"  # --epochs auto: sized by an EpochBudget
+
+log = logging.getLogger(__name__)
 
 
 def check_save_every(save_every: int | None) -> None:
@@ -64,7 +68,7 @@ class FitOptions:
     """
 
     conv: str = "keras"  # keras | handgrad convolutions
-    epochs: int = 10  # training epochs
+    epochs: int | str = AUTO  # training epochs; "auto": from the training split's size (:func:`auto_epochs`)
     batch_size: int = 32  # per replica
     lr: float = 3e-3  # peak learning rate after warm-up; cosine decay to 0
     warmup_epochs: float = 1.0  # linear warm-up length
@@ -89,14 +93,54 @@ class FitOptions:
         """
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"--optimizer '{self.optimizer}': unknown; expected one of: {', '.join(OPTIMIZERS)}")
-        for option, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size)):
-            if value < 1:
-                raise InputError(f"{option} {value}: expected an integer >= 1")
+        if self.epochs != AUTO and not (isinstance(self.epochs, int) and self.epochs >= 1):
+            raise InputError(f"--epochs {self.epochs}: expected 'auto' or an integer >= 1")
+        if self.batch_size < 1:
+            raise InputError(f"--batch-size {self.batch_size}: expected an integer >= 1")
         if not self.lr > 0:
             raise InputError(f"--lr {self.lr}: expected a positive learning rate")
         if not 0 <= self.label_smoothing < 1:
             raise InputError(f"--label-smoothing {self.label_smoothing}: expected a fraction in [0, 1)")
         check_save_every(self.save_every)
+
+
+@dataclass(frozen=True)
+class EpochBudget:
+    """The ``--epochs auto`` rule: a budget of optimizer steps, bounded in epochs.
+
+    ``epochs = clip(ceil(steps / ceil(n_train / global_batch)), min_epochs, max_epochs)``.
+    A small training split is seen ``max_epochs`` times (many passes, few steps);
+    a large one at least ``min_epochs`` times, else about ``steps`` updates, so
+    training time grows with the data only once the budget is spent. The warm-up/cosine schedule is then
+    sized to the chosen epochs, so it always decays to 0 at the end.
+    """
+
+    steps: int  # optimizer steps to aim for
+    min_epochs: int  # however large the split
+    max_epochs: int  # however small the split
+
+    def epochs(self, train_examples: int, global_batch: int) -> int:
+        """The number of epochs for ``train_examples`` in batches of ``global_batch``."""
+        steps_per_epoch = max(math.ceil(train_examples / global_batch), 1)
+        return min(max(math.ceil(self.steps / steps_per_epoch), self.min_epochs), self.max_epochs)
+
+    def describe(self) -> str:
+        """The rule in words, for ``--help`` and the log."""
+        return f"auto: about {self.steps} optimizer steps, within {self.min_epochs}-{self.max_epochs} epochs"
+
+
+def resolve_epochs(epochs: int | str, budget: EpochBudget, train_examples: int, global_batch: int) -> int:
+    """``epochs`` itself when it is a number (an explicit ``--epochs N`` wins), else the budget's choice; logged."""
+    if epochs != AUTO:
+        return int(epochs)
+    chosen = budget.epochs(train_examples, global_batch)
+    log.info("--epochs auto: %d epochs of %d training examples in batches of %d (%s)", chosen, train_examples, global_batch, budget.describe())
+    return chosen
+
+
+def epochs_record(option: int | str, epochs: int, budget: EpochBudget) -> dict:
+    """What config.json records of the training length: the epochs run and, for ``auto``, the rule that chose them."""
+    return {"epochs": epochs, "epochs_rule": budget.describe() if option == AUTO else "given"}
 
 
 def learning_rate_schedule(lr: float, total_steps: int, warmup_steps: int) -> keras.optimizers.schedules.LearningRateSchedule:

@@ -38,6 +38,10 @@ AUGMENTS = ("none", "basic")
 # --image-size when none is given: digits are upscaled (see the module docstring);
 # every other source keeps its native size (folders: see cnnkit.data.images.load).
 DEFAULT_IMAGE_SIZE = {"digits": 16}
+# --epochs auto. On the digits (1,293 training images, 41 steps an epoch) it
+# gives the 40 epochs measured there (30: 98.1%, 40: 99.4%); a 10,000-image set
+# gets about 4,000 steps, which the lecture CNN takes in a few minutes on 2 cores.
+EPOCH_BUDGET = training.EpochBudget(steps=4000, min_epochs=10, max_epochs=40)
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ class Config(training.FitOptions):
     test_fraction: float = 0.2  # of datasets without their own test split
     augment: str = "basic"  # none | basic (shift, rotation, zoom; flips where the dataset allows)
     model: str = "lecture"  # any name of cnnkit.models.names()
-    epochs: int = 40  # digits: 99.4% test accuracy (30 epochs: 98.1%; 60: 99.7%)
+    epochs: int | str = training.AUTO  # auto: EPOCH_BUDGET (digits: 40 epochs, 99.4%; MNIST-10k: 18)
     batch_size: int = 32  # per replica
     lr: float = 3e-3  # peak learning rate after warm-up; cosine decay to 0 (digits: better than 1e-3)
 
@@ -76,12 +80,14 @@ def run(cfg: Config) -> dict:
     if not len(parts["test"]):
         raise InputError(f"--test-fraction {cfg.test_fraction}: --dataset '{cfg.dataset}' has no test split of its own; expected a fraction > 0")
     out = Path(cfg.out) if cfg.out else runs.default_out(cfg.dataset, cfg.model)
+    batch = distribute.global_batch_size(cfg.batch_size, strategy)
+    epochs = training.resolve_epochs(cfg.epochs, EPOCH_BUDGET, len(parts["train"]), batch)
     record = {
         **asdict(cfg),
+        **training.epochs_record(cfg.epochs, epochs, EPOCH_BUDGET),
         "out": str(out),
         "preprocessing": {"classes": list(source.classes), "image_size": list(size), "channels": channels, "max_value": source.max_value},
     }
-    batch = distribute.global_batch_size(cfg.batch_size, strategy)
     with distribute.run_folder(out, strategy) as folder:
         with strategy.scope():
             model = models.build(cfg.model, (*size, channels), len(source.classes), conv=cfg.conv)
@@ -89,7 +95,7 @@ def run(cfg: Config) -> dict:
                 model,
                 optimizer=cfg.optimizer,
                 lr=cfg.lr,
-                epochs=cfg.epochs,
+                epochs=epochs,
                 steps_per_epoch=math.ceil(len(parts["train"]) / batch),
                 warmup_epochs=cfg.warmup_epochs,
                 label_smoothing=cfg.label_smoothing,
@@ -118,7 +124,7 @@ def run(cfg: Config) -> dict:
             model,
             batches("train", shuffle=True),
             validation=batches("val", shuffle=False),
-            epochs=cfg.epochs,
+            epochs=epochs,
             run_dir=run_dir,
             patience=cfg.patience or None,
             save_every=cfg.save_every,

@@ -32,7 +32,7 @@ def test_train_image_writes_every_artefact(run_dir):
     assert list((run_dir / "logs").rglob("events.out.tfevents.*")), "no TensorBoard event files"
     assert "backup" not in names and not [n for n in names if n.startswith(".")]  # finished, no temporaries
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["task"] == "image" and config["dataset"] == "digits" and config["epochs"] == 1
+    assert config["task"] == "image" and config["dataset"] == "digits" and config["epochs"] == 1 and config["epochs_rule"] == "given"
     assert config["label_smoothing"] == 0.1
     assert config["preprocessing"] == {"classes": list("0123456789"), "image_size": [16, 16], "channels": 1, "max_value": 16.0}
     metrics = json.loads((run_dir / "metrics.json").read_text())

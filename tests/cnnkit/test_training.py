@@ -136,3 +136,19 @@ def test_early_stopping_reports_it(tmp_path):
     data = tiny_data()
     result = training.fit(tiny_model(30, lr=1e-9), data, validation=data, epochs=30, patience=1, run_dir=runs.start(tmp_path / "r", "t", {}), verbose=False)
     assert result.stopped_early and result.epochs_run < 30
+
+
+def test_auto_epochs_spends_a_step_budget_within_bounds():
+    budget = training.EpochBudget(steps=4000, min_epochs=10, max_epochs=40)
+    assert budget.epochs(1293, 32) == 40  # 41 steps an epoch: capped
+    assert budget.epochs(7200, 32) == 18  # 225 steps: ceil(4000 / 225)
+    assert budget.epochs(1_000_000, 32) == 10  # floor on huge splits
+    assert training.resolve_epochs(7, budget, 7200, 32) == 7  # an explicit --epochs N wins
+    assert training.resolve_epochs("auto", budget, 7200, 32) == 18
+    assert training.epochs_record("auto", 18, budget) == {"epochs": 18, "epochs_rule": budget.describe()}
+
+
+@pytest.mark.parametrize("epochs", [0, "3", "many"])
+def test_bad_epochs_are_refused(epochs):
+    with pytest.raises(InputError, match="--epochs"):
+        training.FitOptions(epochs=epochs).check_fit_options()
