@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import keras
@@ -37,6 +37,7 @@ from cnnkit import distribute, metrics, models, plots, runs, training
 from cnnkit.audio.features import FeatureSpec
 from cnnkit.data import speech
 from cnnkit.errors import InputError
+from pipelines import defaults
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +73,12 @@ class Config(training.FitOptions):
     noise: bool = True  # training: pink noise at a random SNR of 5-30 dB, on half of the clips
     spec_augment: bool = True  # training: 2 time + 2 frequency masks (SpecAugment)
     speed_perturb: float = 0.0  # training: random speed change up to this fraction (0.1: 0.9x-1.1x); 0: off
-    vtlp: float = 0.0  # training: random frequency warp up to this fraction (vocal tract length perturbation); 0: off
-    filter_augment: float = 0.0  # training: random smooth equaliser up to +-this many dB (FilterAugment), another microphone; 0: off
+    vtlp: float | None = None  # training: random frequency warp up to this fraction (VTLP); 0: off; None: 0.15 on recordings, 0 on synth
+    filter_augment: float | None = None  # training: random smooth equaliser up to +-this many dB (FilterAugment); 0: off; None: 3 on recordings, 0 on synth
     tempo_perturb: float = 0.0  # training: random tempo change at the same pitch up to this fraction (0.2: 0.8x-1.2x); 0: off
     tta_warp: float = 0.0  # testing: average the probabilities over frequency warps 1-x, 1, 1+x of each clip; 0: off
     tta_tempo: float = 0.0  # testing: ... and over tempos 1-x, 1, 1+x (with --tta-warp, every pair); 0: off
-    extra_train: str = ""  # another --dataset spec whose every clip joins the training split (e.g. synth-digits); "": none
+    extra_train: str = "auto"  # another --dataset spec whose every clip joins the training split; auto: the eSpeak voices for recorded digits; none
     model: str = "dscnn"  # any name of cnnkit.models.names(); speech: dscnn, bcresnet, lecture, resnet18
     epochs: int | str = training.AUTO  # auto: EPOCH_BUDGET (synth-digits: 30 epochs; FSDD + extended voices: 19)
     batch_size: int = 64  # per replica
@@ -103,7 +104,9 @@ def run(cfg: Config) -> dict:
     Raises:
         InputError: a bad option, dataset or ``--out`` (before anything is written).
     """
+    cfg = replace(cfg, **defaults.speech_augmentation(cfg.dataset, cfg.frontend, cfg.vtlp, cfg.filter_augment))
     _check(cfg)
+    log.info("training augmentation: %s", ", ".join(f"{k} {v}" for k, v in asdict(_augmentation(cfg)).items() if v) or "none")
     spec = feature_spec(asdict(cfg))
     strategy = distribute.setup_compute(cfg.device, cfg.strategy, cfg.mixed_precision, cfg.logical_cpus, jit=cfg.jit)
     keras.utils.set_random_seed(cfg.seed)
@@ -112,6 +115,7 @@ def run(cfg: Config) -> dict:
     )
     if data.train.size == 0:
         raise InputError(f"--split {cfg.split}: leaves no clips of --dataset '{cfg.dataset}' to train on")
+    cfg = replace(cfg, extra_train=defaults.speech_extra_train(cfg.dataset, cfg.extra_train, data.classes))
     if cfg.extra_train:
         data = _with_extra_training(data, cfg)
     input_shape = spec.shape(_num_samples(cfg.duration, cfg.sample_rate))

@@ -195,3 +195,15 @@ def test_an_ensemble_run_trains_each_member_and_averages_them(tmp_path, monkeypa
     assert report["accuracy"] == pytest.approx(result["test_accuracy"])
     with pytest.raises(InputError, match="--ensemble 0: expected 1 to 16 models"):
         sr.run(sr.Config(ensemble=0, out=str(tmp_path / "other")))
+
+
+def test_a_run_on_recordings_records_the_augmentation_its_defaults_chose(tmp_path):
+    clips = _label_folder(tmp_path / "clips", ["one", "two"], per_label=6)
+    common = dict(dataset=f"folder:{clips}", sample_rate=8000, duration=0.5, n_mels=20, epochs=1, batch_size=8, quiet=True)
+    sr.run(sr.Config(**common, out=str(tmp_path / "default")))
+    config = json.loads((tmp_path / "default" / "config.json").read_text())
+    # two words, not the ten digits: no eSpeak voices join
+    assert (config["vtlp"], config["filter_augment"], config["extra_train"]) == (0.15, 3.0, "")
+    sr.run(sr.Config(**common, vtlp=0.0, filter_augment=0.0, out=str(tmp_path / "off")))
+    config = json.loads((tmp_path / "off" / "config.json").read_text())
+    assert (config["vtlp"], config["filter_augment"]) == (0.0, 0.0)
