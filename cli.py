@@ -220,6 +220,31 @@ def export(run_dir: str, fmt: str, out: str | None) -> None:
     click.echo(runs.export(run_dir, fmt, out))
 
 
+@main.command()
+@click.argument("run_dir")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--out", help="Folder for index.html and its PNGs (default RUN_DIR/explain; an earlier explain output there is replaced).")
+@click.option("--class", "class_name", help="Also map the evidence for this class (Grad-CAM), besides the predicted one.")
+@click.option("--top-k", default=3, show_default=True, help="Classes listed per file.")
+def explain(run_dir: str, files: tuple[str, ...], out: str | None, class_name: str | None, top_k: int) -> None:
+    """What an image or speech run's CNN sees in each file: first-layer kernels, feature maps, Grad-CAM, top-k.
+
+    Prints the page's path.
+    """
+    from pipelines import runs
+
+    click.echo(runs.explain(run_dir, list(files), out, class_name, top_k)["page"])
+
+
+@main.command()
+@click.argument("run_dir")
+def report(run_dir: str) -> None:
+    """Rewrite RUN_DIR/report.html for a finished run or a compress output folder; prints its path."""
+    from pipelines import runs
+
+    click.echo(runs.report(run_dir))
+
+
 
 # --- train-speech -------------------------------------------------------------
 

@@ -26,7 +26,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cnnkit import distribute, metrics, models, plots, runs, training
+from cnnkit import distribute, explain, metrics, models, plots, runs, training
+from cnnkit import report as reporting
 from cnnkit.data import images
 from cnnkit.data.splits import stratified_indices
 from cnnkit.errors import InputError
@@ -163,6 +164,7 @@ def run(cfg: Config) -> dict:
             "skipped": source.skipped,
         }
         runs.finish(run_dir, summary)
+        reporting.write(run_dir)
     return {**summary, "run_dir": str(out)}
 
 
@@ -230,10 +232,26 @@ def predict(run_dir: str, files: Sequence[str], top_k: int = 5) -> list[dict]:
         raise InputError("FILE: give at least one image file")
     if top_k < 1:
         raise InputError(f"--top-k {top_k}: expected an integer >= 1")
+    probs = model.predict(_inputs(files, prep), verbose=0)
+    return [{"file": str(f), "top": top} for f, top in zip(files, metrics.top_k(probs, prep["classes"], top_k))]
+
+
+def explain_inputs(run: runs.Run, model: keras.Model, files: Sequence[str]) -> explain.Inputs:
+    """The image files as the run's model sees them, and its answers, for :func:`cnnkit.explain.write_page`.
+
+    Raises:
+        InputError: a missing or unreadable image file.
+    """
+    x = _inputs(files, run.config["preprocessing"]).numpy()
+    examples = [explain.Example(Path(f).name, pixels) for f, pixels in zip(files, x)]
+    return explain.Inputs(examples, model.predict(x, verbose=0))
+
+
+def _inputs(files: Sequence[str], prep: dict) -> tf.Tensor:
+    """Image files as the run's model inputs ``(n, height, width, channels)`` float32 in [0, 1]."""
     size, channels = tuple(prep["image_size"]), prep["channels"]
     pixels = np.stack([images.read_image(f, size, channels) for f in files])
-    probs = model.predict(images.preprocess(pixels, max_value=255.0, size=size, channels=channels), verbose=0)
-    return [{"file": str(f), "top": top} for f, top in zip(files, metrics.top_k(probs, prep["classes"], top_k))]
+    return images.preprocess(pixels, max_value=255.0, size=size, channels=channels)
 
 
 def _open(run_dir: str) -> tuple[runs.Run, keras.Model, dict]:

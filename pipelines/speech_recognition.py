@@ -33,7 +33,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cnnkit import distribute, metrics, models, plots, runs, training
+from cnnkit import distribute, explain, metrics, models, plots, runs, training
+from cnnkit import report as reporting
 from cnnkit.audio.features import FeatureSpec
 from cnnkit.data import speech
 from cnnkit.errors import InputError
@@ -206,7 +207,7 @@ def run(cfg: Config) -> dict:
             plots.training_curves(fitted.history, member_dir / "curves.png")
         plots.confusion_matrix(report["confusion_matrix"], data.classes, run_dir / "confusion_matrix.png")
         plots.misclassified_grid(
-            scores["wrong_features"],
+            _as_picture(scores["wrong_features"]),
             scores["wrong_true"],
             scores["wrong_pred"],
             data.classes,
@@ -232,6 +233,7 @@ def run(cfg: Config) -> dict:
             "parameters": model.count_params(),
             "skipped_files": len(data.skipped),
             "skipped": [{"file": f, "reason": r} for f, r in data.skipped],
+            "misclassified_examples": _write_misclassified(run_dir, data.test, scores, data.classes, spec),
         }
         if cfg.ensemble > 1:
             summary["members"] = [
@@ -244,6 +246,7 @@ def run(cfg: Config) -> dict:
                 for i, (member, fitted) in enumerate(trained)
             ]
         runs.finish(run_dir, summary)
+        reporting.write(run_dir)
     return {**summary, "run_dir": str(out)}
 
 
@@ -338,11 +341,51 @@ def predict(run_dir: str, files: Sequence[str], top_k: int = 5) -> list[dict]:
         raise InputError("FILE: give at least one WAV file")
     if top_k < 1:
         raise InputError(f"--top-k {top_k}: expected an integer >= 1")
-    waves = [speech.read_wav(f, cfg["sample_rate"]) for f in files]
-    clips = speech.from_waveforms(waves, np.zeros(len(waves), np.int64))
-    probs = np.mean([model.predict(ds.map(lambda x, _y: x), verbose=0) for ds in _scoring_batches(clips, cfg)], axis=0)
+    probs = np.mean([model.predict(ds.map(lambda x, _y: x), verbose=0) for ds in _file_batches(files, cfg)], axis=0)
     classes = cfg["preprocessing"]["classes"]
     return [{"file": str(f), "top": top} for f, top in zip(files, metrics.top_k(probs, classes, top_k))]
+
+
+def explain_inputs(run: runs.Run, model: keras.Model, files: Sequence[str]) -> explain.Inputs:
+    """The WAV files' spectrograms as the run's model hears them (the clip as it is), its answers (averaged over
+    the run's test-time views, as ``predict`` gives them) and the axes, for :func:`cnnkit.explain.write_page`.
+
+    Raises:
+        InputError: a missing or unreadable WAV file.
+    """
+    views = _file_batches(files, run.config)
+    features = np.concatenate([x.numpy() for x, _ in views[0]])
+    probs = np.mean([model.predict(ds.map(lambda x, _y: x), verbose=0) for ds in views], axis=0)
+    spec = feature_spec(run.config)
+    axes = explain.SpectrogramAxes(spec.frame_times(features.shape[1]), spec.bin_frequencies())
+    return explain.Inputs([explain.Example(Path(f).name, x) for f, x in zip(files, features)], probs, axes)
+
+
+def _file_batches(files: Sequence[str], cfg: dict) -> list[tf.data.Dataset]:
+    """WAV files featurised as a finished run's inputs, once per scoring view (labels are 0)."""
+    waves = [speech.read_wav(f, cfg["sample_rate"]) for f in files]
+    return _scoring_batches(speech.from_waveforms(waves, np.zeros(len(waves), np.int64)), cfg)
+
+
+def _write_misclassified(run_dir: Path, test: speech.Split, scores: dict, classes: Sequence[str], spec: FeatureSpec) -> list[dict]:
+    """The first misclassified test clips with their spectrograms (as the model saw them), for the report to play."""
+    heard = scores["wrong_index"][: reporting.CLIPS_HEARD]
+    if not len(heard):
+        return []
+    wanted = set(heard.tolist())
+    waveforms = [w for i, (w, _) in enumerate(test.dataset.take(int(heard[-1]) + 1).as_numpy_iterator()) if i in wanted]
+    clips = [
+        reporting.Clip(
+            index=int(index),
+            true=classes[scores["wrong_true"][k]],
+            predicted=classes[scores["wrong_pred"][k]],
+            speaker=test.speakers[index] if test.speakers else None,
+            waveform=waveform,
+            features=scores["wrong_features"][k][..., 0],
+        )
+        for k, (index, waveform) in enumerate(zip(heard, waveforms))
+    ]
+    return reporting.write_clips(run_dir, clips, spec.sample_rate, spec.frame_times(clips[0].features.shape[0]), spec.bin_frequencies())
 
 
 def _faster_batch_norm_averages(model: keras.Model) -> None:
@@ -403,7 +446,8 @@ def _score(model: keras.Model, views: Sequence[tf.data.Dataset], split: speech.S
         "report": metrics.classification_report(y_true, probs, classes),
         "speakers": _per_speaker(split.speakers, y_true == y_pred),
         "misclassified": int(np.sum(y_pred != y_true)),
-        "wrong_features": _as_picture(features),
+        "wrong_features": features,
+        "wrong_index": missed,
         "wrong_true": y_true[missed],
         "wrong_pred": y_pred[missed],
     }

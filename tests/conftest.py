@@ -39,6 +39,24 @@ def photos_dir() -> Path:
     return shared_dataset("photos")
 
 
+@pytest.fixture(scope="session")
+def image_run(tmp_path_factory) -> Path:
+    """A finished 1-epoch train-image run on digits, with label smoothing (evaluate, predict and export load its loss).
+
+    Shared by every test that needs a trained image run: training it is the expensive part.
+    """
+    from click.testing import CliRunner
+
+    import cli
+
+    out = tmp_path_factory.mktemp("cli") / "run"
+    args = ["train-image", "--epochs", "1", "--batch-size", "64", "--label-smoothing", "0.1", "--quiet", "--out", str(out)]
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 0, result.output
+    assert "test accuracy" in result.output and str(out) in result.output
+    return out
+
+
 @pytest.fixture(autouse=True)
 def _seeded():
     """Every test starts from the same NumPy, Python and Keras seeds."""

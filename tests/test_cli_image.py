@@ -16,19 +16,14 @@ def invoke(*args):
     return CliRunner().invoke(cli.main, [str(a) for a in args])
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A finished 1-epoch train-image run on digits, with label smoothing: evaluate, predict and export load its loss."""
-    out = tmp_path_factory.mktemp("cli") / "run"
-    result = invoke("train-image", "--epochs", 1, "--batch-size", 64, "--label-smoothing", 0.1, "--quiet", "--out", out)
-    assert result.exit_code == 0, result.output
-    assert "test accuracy" in result.output and str(out) in result.output
-    return out
+@pytest.fixture
+def run_dir(image_run):
+    return image_run
 
 
 def test_train_image_writes_every_artefact(run_dir):
     names = {p.name for p in run_dir.iterdir()}
-    assert {"config.json", "model.keras", "history.csv", "metrics.json", "curves.png", "confusion_matrix.png", "misclassified.png", "logs"} <= names
+    assert {"config.json", "model.keras", "history.csv", "metrics.json", "curves.png", "confusion_matrix.png", "misclassified.png", "logs", "report.html"} <= names
     assert list((run_dir / "logs").rglob("events.out.tfevents.*")), "no TensorBoard event files"
     assert "backup" not in names and not [n for n in names if n.startswith(".")]  # finished, no temporaries
     config = json.loads((run_dir / "config.json").read_text())

@@ -109,6 +109,23 @@ class FeatureSpec:
         """Model input shape ``(frames, bins, 1)`` for clips of ``num_samples``."""
         return (self.frames(num_samples), self.bins, 1)
 
+    def frame_times(self, frames: int) -> np.ndarray:
+        """Centre of each of ``frames`` frames, seconds: frame t covers samples ``[t * hop, t * hop + n_fft)``."""
+        return (np.arange(frames) * self.hop_length + self.n_fft / 2) / self.sample_rate
+
+    def bin_frequencies(self) -> np.ndarray | None:
+        """Centre frequency of each feature bin, Hz; ``None`` for MFCCs, whose bins are cepstral coefficients.
+
+        STFT bin k is ``k * sample_rate / n_fft``; mel band m peaks at the
+        (m + 1)-th of ``n_mels + 2`` Slaney-mel-spaced edges from ``fmin`` to
+        ``fmax``, as in ``librosa.filters.mel``.
+        """
+        if self.kind == "stft":
+            return np.arange(self.bins) * self.sample_rate / self.n_fft
+        if self.kind == "logmel":
+            return librosa.mel_frequencies(self.n_mels + 2, fmin=self.fmin, fmax=self.fmax or self.sample_rate / 2)[1:-1]
+        return None
+
 
 def mel_matrix(spec: FeatureSpec) -> np.ndarray:
     """librosa's Slaney mel filterbank, transposed for right-multiplication.

@@ -21,6 +21,24 @@ def test_atomic_open_leaves_old_file_on_error(tmp_path):
     assert os.listdir(tmp_path) == ["metrics.json"]  # no temporary left behind
 
 
+def test_atomic_folder_publishes_whole_folders_and_keeps_the_old_one_on_error(tmp_path):
+    out = tmp_path / "page"
+    with runs.atomic_folder(out) as folder:
+        (folder / "a.txt").write_text("1")
+        assert not out.exists()  # nothing visible until the folder is complete
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt"]
+    with runs.atomic_folder(out) as folder:
+        (folder / "b.txt").write_text("2")
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]  # replaced as a whole
+    with pytest.raises(RuntimeError):
+        with runs.atomic_folder(out) as folder:
+            (folder / "c.txt").write_text("3")
+            raise RuntimeError("crash mid-way")
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+    assert os.listdir(tmp_path) == ["page"]  # no temporary folders left behind
+    assert os.stat(out).st_mode & 0o777 == 0o777 & ~runs._umask()
+
+
 def test_write_json_converts_numpy(tmp_path):
     runs.write_json(tmp_path / "m.json", {"x": np.float32(0.5), "cm": np.eye(2, dtype=np.int64)})
     assert json.loads((tmp_path / "m.json").read_text()) == {"x": 0.5, "cm": [[1, 0], [0, 1]]}

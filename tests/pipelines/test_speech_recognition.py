@@ -11,9 +11,12 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
+from cnnkit import report as reporting
 from cnnkit.data import speech, synth_speech
 from cnnkit.errors import InputError
+from pipelines import runs
 from pipelines import speech_recognition as sr
+from tests import browser
 
 # The default dataset, shrunk: 2 accents x 2 training voices x 10 digits, 2 unseen test voices.
 TINY_SYNTH = {"accents": ("en", "en-us"), "train_variants": ("m1", "f2"), "test_variants": ("m7",)}
@@ -76,6 +79,55 @@ def test_evaluate_repeats_the_test_score_and_predict_ranks_words(finished_run, t
         sr.predict(run_dir, [str(wav), str(tmp_path / "fake.wav")])
     with pytest.raises(InputError, match="--subset 'holdout'"):
         sr.evaluate(run_dir, "synth-digits", "holdout")
+
+
+@pytest.fixture(scope="module")
+def explained(finished_run):
+    """``cli.py explain`` of one test clip of the finished run, with ``--class nine``: (wav, explain folder)."""
+    import cli
+
+    folder, _ = finished_run
+    wav = folder / "clip.wav"
+    sf.write(wav, synth_speech.load(folder / "cache", sample_rate=8000, **TINY_SYNTH)["test"][0][4], 8000, subtype="PCM_16")
+    outcome = CliRunner().invoke(cli.main, ["explain", str(folder / "run"), str(wav), "--class", "nine", "--out", str(folder / "seen")])
+    assert outcome.exit_code == 0, outcome.output
+    return wav, folder / "seen"
+
+
+@pytest.mark.slow
+def test_the_report_plays_the_misclassified_test_clips(finished_run):
+    folder, result = finished_run
+    run_dir = folder / "run"
+    test_clips = synth_speech.load(folder / "cache", sample_rate=8000, **TINY_SYNTH)["test"][0]
+    heard = result["misclassified_examples"]
+    assert len(heard) == min(result["misclassified"], reporting.CLIPS_HEARD) > 0
+    for clip in heard:
+        audio, rate = sf.read(run_dir / clip["audio"], dtype="float32")
+        # The WAV is that test clip (16-bit PCM), in the test split's order.
+        assert rate == 8000 and np.abs(audio - test_clips[clip["index"]]).max() < 2**-14
+        assert (run_dir / clip["spectrogram"]).is_file() and clip["true"] != clip["predicted"]
+    page = (run_dir / "report.html").read_text()
+    assert page.count("<audio ") == len(heard) and "Per test speaker" in page
+
+
+@pytest.mark.slow
+def test_explain_answers_as_predict_does_through_hand_written_convolutions(finished_run, explained):
+    folder, _ = finished_run
+    wav, seen = explained
+    record = json.loads((seen / "explain.json").read_text())
+    [answer] = sr.predict(str(folder / "run"), [str(wav)], top_k=3)
+    assert [t["label"] for t in record["inputs"][0]["top"]] == [t["label"] for t in answer["top"]]
+    assert record["grad_cam_block"] == "ds4_pw_conv" and record["blocks"][0] == "conv1_conv"
+    assert record["inputs"][0]["grad_cam_classes"][1] == "nine"
+
+
+@pytest.mark.slow
+def test_both_speech_pages_show_every_picture_and_clip_in_chromium(finished_run, explained):
+    browser.require_chromium()
+    folder, _ = finished_run
+    shown = browser.assert_shows_everything(folder / "run" / "report.html")
+    assert shown.audio and len(shown.images) > len(shown.audio)
+    browser.assert_shows_everything(explained[1] / "index.html")
 
 
 @pytest.mark.slow
@@ -193,6 +245,14 @@ def test_an_ensemble_run_trains_each_member_and_averages_them(tmp_path, monkeypa
     # evaluate scores through the run's own three test-time views
     report = sr.evaluate(str(run_dir), "synth-digits", "test", cache_dir=str(tmp_path / "cache"))
     assert report["accuracy"] == pytest.approx(result["test_accuracy"])
+    # The report shows each member's curves; explain draws member 0 and answers as predict does (three views).
+    assert "members/1/curves.png" in (run_dir / "report.html").read_text()
+    wav = tmp_path / "clip.wav"
+    sf.write(wav, 0.3 * np.sin(np.arange(4000) * 0.2), 8000)
+    explained = runs.explain(str(run_dir), [str(wav)], str(tmp_path / "seen"), top_k=2)
+    assert explained["explained_network"] == "member0"
+    [answer] = sr.predict(str(run_dir), [str(wav)], top_k=2)
+    np.testing.assert_allclose([t["probability"] for t in explained["inputs"][0]["top"]], [t["probability"] for t in answer["top"]], rtol=1e-5)
     with pytest.raises(InputError, match="--ensemble 0: expected 1 to 16 models"):
         sr.run(sr.Config(ensemble=0, out=str(tmp_path / "other")))
 

@@ -87,3 +87,16 @@ def test_bad_settings_are_input_errors():
         FeatureSpec(fmax=9000.0)
     with pytest.raises(InputError, match="--fmax 10: expected above fmin"):
         FeatureSpec(fmax=10.0)
+
+
+def test_axes_name_the_time_of_each_frame_and_the_frequency_of_each_bin():
+    spec = FeatureSpec(kind="logmel", sample_rate=16000, n_mels=40, fmax=7000.0)
+    # Frame t covers samples [160 t, 160 t + 512): its centre is at (160 t + 256) / 16000 s.
+    np.testing.assert_allclose(spec.frame_times(3), [0.016, 0.026, 0.036])
+    # Each mel band's label is where its triangular filter peaks (to within one FFT bin).
+    peaks = mel_matrix(spec).argmax(axis=0) * spec.sample_rate / spec.n_fft
+    np.testing.assert_allclose(spec.bin_frequencies(), peaks, atol=spec.sample_rate / spec.n_fft)
+    assert spec.bin_frequencies()[-1] < 7000.0 and spec.bin_frequencies()[0] > spec.fmin
+    stft = FeatureSpec(kind="stft", sample_rate=8000)
+    assert stft.bin_frequencies()[[0, 1, -1]].tolist() == [0.0, 8000 / 256, 4000.0]
+    assert FeatureSpec(kind="mfcc").bin_frequencies() is None  # cepstral coefficients have no frequency
