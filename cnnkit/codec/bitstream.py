@@ -4,7 +4,7 @@ Layout (all integers big-endian)::
 
     offset  size  field
     0       4     magic b"\\x89CNZ" (the high byte keeps text tools from taking it for ASCII)
-    4       1     format version (VERSION)
+    4       1     format version (VERSION; version 1 files, of the factorized codecs, still read)
     5       1     n = length of the model name
     6       n     model name, ASCII (e.g. "factorized")
     6+n     8     weights hash: first 8 bytes of the SHA-256 of the codec file used
@@ -32,7 +32,9 @@ from cnnkit.errors import InputError
 __all__ = ["MAGIC", "VERSION", "Header", "pack", "unpack"]
 
 MAGIC = b"\x89CNZ"
-VERSION = 1
+# 2: the variable-rate gained hyperprior's payload (cnnkit.codec.variable_rate); the header is unchanged.
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 HASH_BYTES = 8
 # Latents are coded on a 1/16 grid with int32 counts; 2**16 px per side keeps every size in range.
 MAX_SIDE = 1 << 16
@@ -102,8 +104,8 @@ def unpack(data: bytes, source: str = "input") -> tuple[Header, bytes]:
     if len(data) < len(MAGIC) + 2:
         raise InputError(f"'{source}': truncated .cnz file (header incomplete)")
     version, name_length = data[4], data[5]
-    if version != VERSION:
-        raise InputError(f"'{source}': .cnz format version {version} is not supported; expected version {VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise InputError(f"'{source}': .cnz format version {version} is not supported; expected one of {READABLE_VERSIONS}")
     start = 6 + name_length + HASH_BYTES
     if len(data) < start + _SIZES.size:
         raise InputError(f"'{source}': truncated .cnz file (header incomplete)")

@@ -43,7 +43,7 @@ from PIL import Image
 from cnnkit.codec import bitstream, entropy, models, refine
 from cnnkit.errors import InputError
 
-__all__ = ["Codec", "save", "load", "find", "to_pixels"]
+__all__ = ["Codec", "save", "load", "find", "to_pixels", "model_input", "cropped_pixels"]
 
 _TABLE_KEYS = ("offset", "length", "pmf")
 # The hyperprior's Gaussian tables and their scales, stored as gaussian_<key>.
@@ -96,12 +96,7 @@ class Codec:
         return bitstream.pack(header, self._encode_latents(latents))
 
     def _model_input(self, pixels: np.ndarray) -> tf.Tensor:
-        """``x``: ``pixels`` (uint8 grey or RGB) as ``(1, H, W, 3)`` float32 in [0, 1], edge-padded to the model's multiple."""
-        height, width = pixels.shape[:2]
-        rgb = np.repeat(pixels[..., None], 3, axis=-1) if pixels.ndim == 2 else pixels
-        step = self.model.pad_multiple
-        padded = np.pad(rgb, ((0, -height % step), (0, -width % step), (0, 0)), mode="edge")
-        return tf.constant(padded[None], tf.float32) / 255.0
+        return model_input(pixels, self.model.pad_multiple)
 
     def unquantised_reconstruction(self, pixels: np.ndarray) -> np.ndarray:
         """``g_s(g_a(x))`` with ``y`` NOT rounded, as 8-bit RGB: what the transforms alone lose.
@@ -117,7 +112,7 @@ class Codec:
             ``(height, width, 3)`` uint8.
         """
         x_tilde = self.model.synthesis(self.model.encoder_latents(self._model_input(pixels))["y"])
-        return _cropped_pixels(x_tilde, *pixels.shape[:2])
+        return cropped_pixels(x_tilde, *pixels.shape[:2])
 
     def _encode_latents(self, latents: dict[str, tf.Tensor]) -> bytes:
         """The payload for continuous ``latents`` (``y`` ``(1, height/16, width/16, latent)``, and ``z``
@@ -178,7 +173,7 @@ class Codec:
             y_hat = self._decode_latents(payload, shape)
         except (ValueError, RuntimeError) as error:
             raise InputError(f"'{source}': corrupted .cnz payload ({error})") from error
-        rgb = _cropped_pixels(self.model.synthesis(tf.constant(y_hat[None], tf.float32)), header.height, header.width)
+        rgb = cropped_pixels(self.model.synthesis(tf.constant(y_hat[None], tf.float32)), header.height, header.width)
         if header.channels == 1:
             return np.round(rgb.mean(axis=-1)).astype(np.uint8)
         return rgb
@@ -193,7 +188,15 @@ class Codec:
             )
 
 
-def _cropped_pixels(x_hat: tf.Tensor, height: int, width: int) -> np.ndarray:
+def model_input(pixels: np.ndarray, multiple: int) -> tf.Tensor:
+    """``x``: ``pixels`` (uint8 grey or RGB) as ``(1, H, W, 3)`` float32 in [0, 1], edge-padded to a multiple of ``multiple``."""
+    height, width = pixels.shape[:2]
+    rgb = np.repeat(pixels[..., None], 3, axis=-1) if pixels.ndim == 2 else pixels
+    padded = np.pad(rgb, ((0, -height % multiple), (0, -width % multiple), (0, 0)), mode="edge")
+    return tf.constant(padded[None], tf.float32) / 255.0
+
+
+def cropped_pixels(x_hat: tf.Tensor, height: int, width: int) -> np.ndarray:
     """``(1, H, W, 3)`` synthesis output in [0, 1] -> its top-left ``(height, width, 3)`` as rounded, clipped uint8."""
     return np.clip(np.round(x_hat.numpy()[0, :height, :width] * 255.0), 0, 255).astype(np.uint8)
 

@@ -100,6 +100,23 @@ class IntegerHyperSynthesis:
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> IntegerHyperSynthesis:
         return cls(arrays)
 
+    def float_weights(self) -> list[list[np.ndarray]]:
+        """``[kernel, bias]`` of each float layer of ``h_s`` (Keras layouts, float32), as the integers state them.
+
+        ``W = s_w * Wq`` and ``b = s_x s_w * B``: the weights to resume training from when only
+        the integer network was kept (13-bit weights, finer than float16's 11-bit significand).
+        """
+        a = self._a
+        weights = []
+        for i, out_axis in enumerate((2, 2, 3)):
+            scale = a[f"weight_scale{i}"]
+            shape = [1, 1, 1, 1]
+            shape[out_axis] = -1
+            kernel = a[f"kernel{i}"].astype(np.float64) * scale.reshape(shape)
+            bias = a[f"bias{i}"].astype(np.float64) * a["activation_scale"][i] * scale
+            weights.append([kernel.astype(np.float32), bias.astype(np.float32)])
+        return weights
+
     def outputs(self, z_hat: np.ndarray, level: int) -> np.ndarray:
         """The last layer's integers ``O``: ``(H/16, W/16, 2M)`` int64 for ``z_hat`` ``(H/64, W/64, N)``."""
         a = self._a
@@ -149,8 +166,8 @@ def quantise(model, calibration_z: list[np.ndarray], scales: np.ndarray) -> Inte
 
     Args:
         model: the trained float model.
-        calibration_z: ungained ``z`` inputs of ``h_s`` (``(h, w, N)`` float arrays, e.g. from
-            training photos) whose activation maxima fix each layer's scale.
+        calibration_z: ungained ``z = h_a(y)`` of some photos (``(h, w, N)`` float arrays, e.g. of
+            training photos); the activations they cause at every level fix each layer's scale.
         scales: ``(tables,)`` the increasing scale table of the Gaussian conditional.
 
     Returns:
@@ -159,12 +176,14 @@ def quantise(model, calibration_z: list[np.ndarray], scales: np.ndarray) -> Inte
     import tensorflow as tf
 
     layers = model.hyper_synthesis.layers
+    gain_z = np.exp(model.log_hyper_gain.numpy().astype(np.float64))  # (levels, N)
     inverse_gain_z = np.exp(model.log_hyper_inverse_gain.numpy().astype(np.float64))  # (levels, N)
     gain_y = np.exp(model.log_gain.numpy().astype(np.float64))  # (levels, M)
     top = (1 << ACTIVATION_BITS) - 1
 
-    # Activation maxima of the float network: the input (ungained z at every level) and after each ReLU.
-    inputs = [np.asarray(z, np.float64) * g for z in calibration_z for g in inverse_gain_z]
+    # Activation maxima of the float network: its input at every level, round(g_q z) / g'_q as the
+    # decoder forms it, and the output of each ReLU.
+    inputs = [np.round(np.asarray(z, np.float64) * g) * inverse for z in calibration_z for g, inverse in zip(gain_z, inverse_gain_z)]
     maxima = [max(float(np.max(np.abs(z))) for z in inputs)]
     batch = [tf.constant(z[None], tf.float32) for z in inputs]
     for layer in layers[:2]:
@@ -174,13 +193,17 @@ def quantise(model, calibration_z: list[np.ndarray], scales: np.ndarray) -> Inte
     headroom = [_INPUT_HEADROOM, _HEADROOM, _HEADROOM]
     activation_scale = [h * max(m, 1e-6) / top for h, m in zip(headroom, maxima)]
 
-    arrays: dict[str, np.ndarray] = {"input_multiplier": inverse_gain_z / activation_scale[0]}
+    arrays: dict[str, np.ndarray] = {
+        "input_multiplier": inverse_gain_z / activation_scale[0],
+        "activation_scale": np.asarray(activation_scale, np.float64),
+    }
     for i, layer in enumerate(layers):
         kernel, bias = (w.astype(np.float64) for w in layer.get_weights())
         transposed = i < 2
         weight_scale, quantised = _weight_quantisation(kernel, out_axis=2 if transposed else 3)
         unit = activation_scale[i] * weight_scale  # value of one unit of the accumulator, per output channel
         arrays[f"kernel{i}"] = quantised
+        arrays[f"weight_scale{i}"] = weight_scale
         arrays[f"bias{i}"] = np.round(bias / unit).astype(np.int64)
         if i < 2:
             shift = 30

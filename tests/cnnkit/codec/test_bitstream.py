@@ -37,7 +37,7 @@ def test_round_trip_and_layout():
         (GOOD[:20], "truncated"),
         (GOOD[:-1], "truncated"),
         (GOOD + b"\x00", "unexpected bytes"),
-        (GOOD[:4] + bytes([2]) + GOOD[5:], "version 2 is not supported"),
+        (GOOD[:4] + bytes([9]) + GOOD[5:], "version 9 is not supported"),
         (GOOD[:-8] + bytes([GOOD[-8] ^ 0x10]) + GOOD[-7:], "CRC32 mismatch"),
         (GOOD[:-1] + bytes([GOOD[-1] ^ 1]), "CRC32 mismatch"),
     ],
