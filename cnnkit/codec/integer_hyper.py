@@ -40,8 +40,20 @@ _HEADROOM = 1.25
 _INPUT_HEADROOM = 2.0
 
 
+# Rows of the im2col matrices per matrix product: bounds their memory (to ~64 MB) whatever the image size.
+_PRODUCT_BYTES = 64 << 20
+
+
+def _row_blocks(rows: int, row_bytes: int) -> range:
+    """Starts of blocks of rows whose matrices stay within :data:`_PRODUCT_BYTES`."""
+    return range(0, rows, max(1, _PRODUCT_BYTES // max(row_bytes, 1)))
+
+
 def _transposed_conv(x: np.ndarray, kernel: np.ndarray, stride: int = 2) -> np.ndarray:
     """Keras/TF ``Conv2DTranspose`` (``padding="same"``) of integer-valued float64 arrays, exactly.
+
+    One matrix product per block of input rows gives every tap's contribution,
+    ``P[i, j, a, b] = x[i, j] @ kernel[a, b].T``, which is then added into place.
 
     Args:
         x: ``(height, width, in)``.
@@ -51,31 +63,45 @@ def _transposed_conv(x: np.ndarray, kernel: np.ndarray, stride: int = 2) -> np.n
         ``(stride * height, stride * width, out)``: ``out[s*i + a - p, s*j + b - p] += x[i, j] @ kernel[a, b].T``
         with ``p = (k - stride) // 2``: TF puts the smaller half of the ``k - stride`` padding first.
     """
-    height, width, _ = x.shape
-    size = kernel.shape[0]
+    height, width, channels = x.shape
+    size, _, out_channels, _ = kernel.shape
     pad = (size - stride) // 2
-    full = np.zeros((stride * height + size, stride * width + size, kernel.shape[2]))
-    for a in range(size):
-        for b in range(size):
-            full[a : a + stride * height : stride, b : b + stride * width : stride] += x @ kernel[a, b].T
+    taps = np.ascontiguousarray(kernel.transpose(3, 0, 1, 2).reshape(channels, -1))  # (in, k*k*out)
+    full = np.zeros((stride * height + size, stride * width + size, out_channels))
+    blocks = _row_blocks(height, 8 * width * taps.shape[1])
+    for top in blocks:
+        rows = x[top : top + blocks.step]
+        products = (rows.reshape(-1, channels) @ taps).reshape(len(rows), width, size, size, out_channels)
+        for a in range(size):
+            for b in range(size):
+                start = stride * top + a
+                full[start : start + stride * len(rows) : stride, b : b + stride * width : stride] += products[:, :, a, b]
     return full[pad : pad + stride * height, pad : pad + stride * width]
 
 
 def _conv_same(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """Keras ``Conv2D`` (stride 1, ``padding="same"``, odd ``k``) of integer-valued float64 arrays, exactly.
 
+    im2col: each block of output rows is one matrix product of its ``(rows * width, k * k * in)``
+    patches with the ``(k * k * in, out)`` kernel.
+
     Args:
         x: ``(height, width, in)``.
         kernel: ``(k, k, in, out)``.
     """
-    height, width, _ = x.shape
+    height, width, channels = x.shape
     size = kernel.shape[0]
     half = size // 2
     padded = np.pad(x, ((half, half), (half, half), (0, 0)))
-    out = np.zeros((height, width, kernel.shape[3]))
-    for a in range(size):
-        for b in range(size):
-            out += padded[a : a + height, b : b + width] @ kernel[a, b]
+    flat_kernel = kernel.reshape(-1, kernel.shape[3])
+    out = np.empty((height, width, kernel.shape[3]))
+    blocks = _row_blocks(height, 8 * width * flat_kernel.shape[0])
+    for top in blocks:
+        rows = min(blocks.step, height - top)
+        patches = np.stack(
+            [padded[top + a : top + a + rows, b : b + width] for a in range(size) for b in range(size)], axis=2
+        )  # (rows, width, k*k, in): the same order as the kernel's (k, k, in) flattening
+        out[top : top + rows] = (patches.reshape(rows * width, -1) @ flat_kernel).reshape(rows, width, -1)
     return out
 
 

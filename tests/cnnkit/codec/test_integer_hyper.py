@@ -9,7 +9,14 @@ from threadpoolctl import threadpool_limits
 from cnnkit.codec import entropy, gained, integer_hyper
 
 
-def test_transposed_conv_matches_keras_exactly_on_integers():
+@pytest.fixture(params=["one product", "row blocks"])
+def product_bytes(request, monkeypatch):
+    """Both the whole-image matrix product and the memory-bounded blocks of rows."""
+    if request.param == "row blocks":
+        monkeypatch.setattr(integer_hyper, "_PRODUCT_BYTES", 1)
+
+
+def test_transposed_conv_matches_keras_exactly_on_integers(product_bytes):
     rng = np.random.default_rng(0)
     layer = keras.layers.Conv2DTranspose(5, 5, strides=2, padding="same", use_bias=False, dtype="float64")
     x = rng.integers(-50, 50, (1, 3, 4, 6)).astype(np.float64)
@@ -19,7 +26,7 @@ def test_transposed_conv_matches_keras_exactly_on_integers():
     np.testing.assert_array_equal(integer_hyper._transposed_conv(x[0], kernel), layer(x).numpy()[0])
 
 
-def test_same_conv_matches_keras_exactly_on_integers():
+def test_same_conv_matches_keras_exactly_on_integers(product_bytes):
     rng = np.random.default_rng(1)
     layer = keras.layers.Conv2D(7, 3, padding="same", use_bias=False, dtype="float64")
     x = rng.integers(-50, 50, (1, 5, 4, 6)).astype(np.float64)
