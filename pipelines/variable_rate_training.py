@@ -53,8 +53,10 @@ class Config:
     steps: int = 200_000  # planned optimizer steps (fixes the schedule)
     filters: int = 128  # hidden channels N
     latent: int = 192  # latent channels M
-    patch: int = 128  # side of the square training crops (a multiple of 64)
-    batch: int = 8  # crops per step
+    # 4 crops of 192 px: the pixels of 8 crops of 128 at the same cost, with a 3x3 instead of a 2x2 z,
+    # so fewer latents see the zero padding at a crop's border that whole photos barely have.
+    patch: int = 192  # side of the square training crops (a multiple of 64)
+    batch: int = 4  # crops per step
     lr: float = 2e-4  # peak Adam learning rate
     warmup_steps: int = 2000  # linear warm-up, once
     decay_start: float = 0.85  # fraction of the steps trained at the peak rate
